@@ -1,0 +1,29 @@
+# The two commands a new user runs: `make demo` and `make test`. Both set everything up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Pinned and installed first: a looser requirement would pull a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: demo test install clean
+
+$(BIN)/hpo: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(BIN)/hpo
+
+install: $(BIN)/hpo
+
+# A real study: SGD with momentum vs Adam on handwritten digits, 2 workers, embedded storage.
+demo: install
+	rm -f demo-journal.log demo-journal.log.hpo-lock
+	$(BIN)/hpo run studies/digits_optimizer.py --workers 2 --storage demo-journal.log
+
+# pytest exits 5 when it collects nothing; that must fail, and it does: make fails on any non-zero.
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) *.egg-info demo-journal.log*

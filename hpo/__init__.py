@@ -1,0 +1,36 @@
+"""hpo: hyperparameter studies the Deep Learning Tuning Playbook's way, on Optuna.
+
+The public API is exactly what ``__all__`` lists.
+"""
+
+from hpo.context import Config, Context
+from hpo.space import (
+    SpaceError,
+    SpaceWarning,
+    choice,
+    fixed,
+    integer,
+    log_uniform,
+    nuisance,
+    scientific,
+    uniform,
+)
+from hpo.study import Study, StudyFileError, StudyMismatchError, load_study_file
+
+__all__ = [
+    "Config",
+    "Context",
+    "SpaceError",
+    "SpaceWarning",
+    "Study",
+    "StudyFileError",
+    "StudyMismatchError",
+    "choice",
+    "fixed",
+    "integer",
+    "load_study_file",
+    "log_uniform",
+    "nuisance",
+    "scientific",
+    "uniform",
+]

@@ -1,0 +1,107 @@
+"""What an objective receives: ``objective(config, ctx) -> float``.
+
+``config`` holds every hyperparameter's value for the trial, fixed ones included, and is
+read-only. ``ctx`` is the trial's handle on the outside world: its number, its seed, the
+device to train on, and ``report(step, value)`` for intermediate results (which is also how
+a pruner stops an unpromising trial).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+
+class Config(Mapping[str, Any]):
+    """A trial's hyperparameter values; reading an unknown name is an error, never a default.
+
+    (init2winit's lesson: a typo in a hyperparameter name must fail loudly, not silently
+    train with something else.)
+    """
+
+    def __init__(self, values: Mapping[str, Any], inactive: Mapping[str, str] | None = None):
+        self._values = dict(values)
+        # name -> why it is absent, e.g. "only when optimizer='sgd_momentum'"
+        self._inactive = dict(inactive or {})
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            if name in self._inactive:
+                raise KeyError(
+                    f"hyperparameter {name!r} is not set in this trial: it exists "
+                    f"{self._inactive[name]}; check config.get({name!r}) or the condition"
+                ) from None
+            raise KeyError(
+                f"unknown hyperparameter {name!r}; known: {', '.join(sorted(self._values))}"
+            ) from None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name in self._values:
+            return self._values[name]
+        if name in self._inactive:
+            return default
+        return self[name]  # raises: an unknown name is a typo even with a default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Config({self._values!r})"
+
+
+class Context:
+    """The trial's handle for the objective: number, seed, device, ``report``."""
+
+    def __init__(self, trial: optuna.Trial, *, seed: int, device: str | None = None):
+        self._trial = trial
+        self.seed = seed
+        self._device = device
+
+    @property
+    def trial_number(self) -> int:
+        return self._trial.number
+
+    @property
+    def device(self) -> str:
+        """``$HPO_DEVICE`` if set, else ``cuda:0`` when a GPU is visible, else ``cpu``.
+
+        A worker pinned to one GPU (``CUDA_VISIBLE_DEVICES``) always sees it as ``cuda:0``.
+        """
+        if self._device is None:
+            self._device = os.environ.get("HPO_DEVICE") or _default_device()
+        return self._device
+
+    def report(self, step: int, value: float) -> None:
+        """Record an intermediate value at a training step; stops the trial if pruned.
+
+        Raises ``optuna.TrialPruned`` when the study's pruner decides, which the worker
+        records as PRUNED: let it propagate out of the objective.
+        """
+        import optuna
+
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"report(step, value): step must be an integer >= 0, got {step!r}")
+        value = float(value)
+        if math.isnan(value):
+            return  # A NaN says the run diverged; the final value decides that, not the pruner.
+        self._trial.report(value, step)
+        if self._trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step} with value {value:g}")
+
+
+def _default_device() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda:0" if torch.cuda.is_available() else "cpu"

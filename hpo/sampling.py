@@ -1,0 +1,177 @@
+"""The playbook sampler: balanced scientific values, paired quasi-random nuisance, Bayesian exploit.
+
+Every trial has a *slot*, its position in the study's design. It is the storage-assigned
+trial number, or the ``slot`` user attribute that :mod:`hpo.budget` gives each trial it lays
+out (kept by retries, so a retried trial keeps its place). From the slot alone, with no
+read-then-write counter that two workers could race on:
+
+* scientific value = ``values[slot % V]``, so after n slots the counts per value differ by
+  at most one, whatever the number of workers;
+* nuisance point    = point ``k = slot // V`` of a scrambled Halton sequence seeded by the
+  study: the k-th trial of *every* scientific value gets the same k-th point (a paired
+  design), mapped onto that value's own nuisance hyperparameters. Distinct slots give
+  distinct points, so no point repeats within a scientific value.
+
+In the exploit phase, once a scientific value has ``n_startup_trials`` finished trials, its
+nuisance hyperparameters come from TPE fitted to that value's trials alone: Bayesian
+optimization inside each scientific value, still assigned in balance.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.study import Study as OptunaStudy
+    from optuna.trial import FrozenTrial
+
+    from hpo.space import Space
+
+SLOT_ATTR = "slot"
+
+
+def slot_of(trial: FrozenTrial) -> int:
+    """The trial's position in the design: its laid-out slot, else its trial number."""
+    return int(trial.user_attrs.get(SLOT_ATTR, trial.number))
+
+
+class PlaybookSampler(BaseSampler):
+    """An Optuna sampler for one :class:`hpo.Study`'s space; see the module docstring."""
+
+    def __init__(
+        self, space: Space, *, phase: str = "explore", seed: int = 0, n_startup_trials: int = 10
+    ):
+        self._space = space
+        self._groups = space.scientific_values()
+        # Sorted, so reordering lines in a study file does not move the quasi-random points.
+        self._dims = sorted(space.nuisance)
+        self._phase = phase
+        self._seed = seed
+        self._n_startup_trials = n_startup_trials
+        self._tpe = TPESampler(seed=seed, n_startup_trials=0, multivariate=True)
+
+    # --- the design, from the slot --------------------------------------------------------
+
+    def group_index(self, slot: int) -> int:
+        return slot % len(self._groups)
+
+    def scientific_value(self, slot: int) -> dict[str, Any]:
+        return self._groups[self.group_index(slot)]
+
+    def pair_index(self, slot: int) -> int:
+        """k: this trial is the k-th of its scientific value."""
+        return slot // len(self._groups)
+
+    def nuisance_point(self, k: int) -> dict[str, float]:
+        """The k-th quasi-random point in [0, 1)^D, one coordinate per nuisance name."""
+        return dict(zip(self._dims, _halton_point(len(self._dims), self._seed, k)))
+
+    def explore_params(self, slot: int) -> dict[str, Any]:
+        """Every active hyperparameter's value for a slot in the explore design."""
+        value = self.scientific_value(slot)
+        point = self.nuisance_point(self.pair_index(slot)) if self._dims else {}
+        active = self._space.active_nuisance(value)
+        return {**value, **{n: dist.from_unit(point[n]) for n, dist in active.items()}}
+
+    # --- Optuna's sampler interface --------------------------------------------------------
+
+    def infer_relative_search_space(
+        self, study: OptunaStudy, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        if self._phase != "exploit":
+            return {}
+        value = self.scientific_value(slot_of(trial))
+        return {n: d.to_optuna() for n, d in self._space.active_nuisance(value).items()}
+
+    def sample_relative(
+        self, study: OptunaStudy, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        group = _ScientificSlice(study, self, self.group_index(slot_of(trial)))
+        finished = group._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if len(finished) < self._n_startup_trials:
+            return {}  # Too few to model: the explore design's point (sample_independent).
+        return self._tpe.sample_relative(group, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: OptunaStudy,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        params = self.explore_params(slot_of(trial))
+        if param_name not in params:
+            raise KeyError(
+                f"{param_name!r} is not a hyperparameter of this study's space for "
+                f"{self.scientific_value(slot_of(trial))}; known: {', '.join(params)}"
+            )
+        return params[param_name]
+
+    def before_trial(self, study: OptunaStudy, trial: FrozenTrial) -> None:
+        self._tpe.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: OptunaStudy,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._tpe.after_trial(study, trial, state, values)
+
+
+@functools.lru_cache(maxsize=4096)
+def _halton_point(dims: int, seed: int, k: int) -> tuple[float, ...]:
+    # The playbook's reference: "a shifted, scrambled Halton sequence". fast_forward is O(1)
+    # for Halton, so the cost of a point does not grow with the study.
+    return tuple(float(x) for x in _halton(dims, seed).fast_forward(k).random(1)[0])
+
+
+def _halton(dims: int, seed: int) -> Any:
+    from scipy.stats import qmc
+
+    return _engines.setdefault((dims, seed), qmc.Halton(d=dims, scramble=True, seed=seed)).reset()
+
+
+_engines: dict[tuple[int, int], Any] = {}
+
+
+class _ScientificSlice:
+    """A read-only view of a study holding only the trials of one scientific value.
+
+    TPE reads trials through ``study._get_trials``; handing it this view fits its model to one
+    scientific value's trials, which is what "nuisance optimized separately per value" means.
+    """
+
+    def __init__(self, study: OptunaStudy, sampler: PlaybookSampler, group: int):
+        self._study = study
+        self._sampler = sampler
+        self._group = group
+
+    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list:
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        return [t for t in trials if self._sampler.group_index(slot_of(t)) == self._group]
+
+    def get_trials(self, deepcopy: bool = True, states: Any = None) -> list:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+    @property
+    def trials(self) -> list:
+        return self._get_trials()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+def np_seed(*parts: int) -> int:
+    """A 31-bit seed derived from integers, stable across processes and machines."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0] & 0x7FFF_FFFF)

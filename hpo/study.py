@@ -1,0 +1,247 @@
+"""The Study definition, and loading one from a study file.
+
+A study states the experiment's design: the question (goal), the metric and its direction,
+the roles of every hyperparameter, the budget and the phase. It is validated completely when
+it is constructed, so a worker never opens storage for a study that cannot run.
+"""
+
+from __future__ import annotations
+
+import ast
+import runpy
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpo.space import Space, SpaceError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.context import Config, Context
+
+PHASES = ("explore", "exploit")
+DIRECTIONS = ("minimize", "maximize")
+ROLE_CALLS = {"scientific", "nuisance", "fixed"}
+
+
+class StudyFileError(SpaceError):
+    """A study file that cannot be loaded; the message starts with the file's path."""
+
+
+class Study:
+    """One experiment: a question, a metric, a space of roles, a budget and a phase.
+
+    >>> Study(name="digits-optimizer-v1", goal="Does Adam beat SGD?", metric="val_error",
+    ...       direction="minimize", space={...}, objective=train, trials_per_value=16)
+
+    ``trials_per_value`` is the budget: each scientific value gets that many trials, so the
+    study's total is ``trials_per_value * len(scientific_values)`` unless ``--trials`` says
+    otherwise. ``phase="explore"`` samples nuisance hyperparameters quasi-randomly (for
+    insight); ``"exploit"`` uses Bayesian optimization inside each scientific value.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        goal: str,
+        metric: str,
+        direction: str = "minimize",
+        space: Mapping[str, Any] | Iterable[tuple[str, Any]],
+        objective: Callable[[Config, Context], float],
+        trials_per_value: int = 16,
+        phase: str = "explore",
+        seed: int = 0,
+        pruner: optuna.pruners.BasePruner | None = None,
+    ):
+        _require(isinstance(name, str) and name.strip() != "", "name", name,
+                 "a non-empty string such as 'digits-optimizer-v1'")
+        _require(isinstance(goal, str) and goal.strip() != "", "goal", goal,
+                 "the question the study answers, in words")
+        _require(isinstance(metric, str) and metric.strip() != "", "metric", metric,
+                 "the name of the value the objective returns, e.g. 'val_error'")
+        _require(direction in DIRECTIONS, "direction", direction, " or ".join(DIRECTIONS))
+        _require(phase in PHASES, "phase", phase,
+                 "'explore' (quasi-random, for insight) or 'exploit' (Bayesian, for the best model)")
+        _require(isinstance(trials_per_value, int) and not isinstance(trials_per_value, bool)
+                 and trials_per_value >= 1, "trials_per_value", trials_per_value,
+                 "a positive integer")
+        _require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed", seed,
+                 "a non-negative integer")
+        _require(callable(objective), "objective", objective,
+                 "a function objective(config, ctx) -> float")
+        if pruner is not None:
+            import optuna
+
+            _require(isinstance(pruner, optuna.pruners.BasePruner), "pruner", pruner,
+                     "an Optuna pruner such as optuna.pruners.MedianPruner() or None")
+        self.name = name
+        self.goal = goal
+        self.metric = metric
+        self.direction = direction
+        self.space = space if isinstance(space, Space) else Space(space)
+        self.objective = objective
+        self.trials_per_value = trials_per_value
+        self.phase = phase
+        self.seed = seed
+        self.pruner = pruner
+
+    @property
+    def budget(self) -> int:
+        """The study's own total budget: trials per scientific value times the values."""
+        return self.trials_per_value * len(self.space.scientific_values())
+
+    def user_attrs(self) -> dict[str, Any]:
+        """What optuna-dashboard shows on the study page: the design, recorded with results."""
+        return {
+            "goal": self.goal,
+            "metric": self.metric,
+            "phase": self.phase,
+            "seed": self.seed,
+            "trials_per_value": self.trials_per_value,
+            "roles": {n: hp.role for n, hp in self.space.hyperparameters.items()},
+            "fixed": self.space.fixed,
+            "space": self.space.describe(),
+            "space_fingerprint": self.space.fingerprint(),
+        }
+
+    def __repr__(self) -> str:
+        return f"Study(name={self.name!r}, phase={self.phase!r}, budget={self.budget})"
+
+
+def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise SpaceError(f"Study {field}: got {value!r}; expected {allowed}")
+
+
+def load_study_file(path: str | Path) -> Study:
+    """Run a study file and return the one Study it defines.
+
+    Every way this can go wrong raises :class:`StudyFileError` with one line that starts with
+    the path, so the command line can print it as is.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudyFileError(f"{path}: no such study file; give the path to a .py file that defines a Study")
+    source = path.read_text()
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as e:
+        raise StudyFileError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    _check_duplicate_names(path, tree)
+    try:
+        # A name other than __main__, so a study file may also run itself as a script.
+        namespace = runpy.run_path(str(path), run_name="__hpo_study__")
+    except SpaceError as e:
+        raise StudyFileError(f"{path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any error in user code is reported, not raised
+        line = _user_line(e, path)
+        raise StudyFileError(f"{path}{line}: {type(e).__name__}: {e}") from None
+    studies = [v for v in namespace.values() if isinstance(v, Study)]
+    if not studies:
+        raise StudyFileError(
+            f"{path}: defines no Study; assign one at module level, e.g. study = Study(...)"
+        )
+    if len(studies) > 1:
+        names = ", ".join(s.name for s in studies)
+        raise StudyFileError(f"{path}: defines {len(studies)} studies ({names}); keep one per file")
+    return studies[0]
+
+
+def _check_duplicate_names(path: Path, tree: ast.AST) -> None:
+    """Refuse a space dict that names a hyperparameter twice.
+
+    Python keeps the last of two equal keys in a dict literal without a word, so a copied
+    line whose name was not changed would silently drop a hyperparameter. The file's syntax
+    tree still has both keys.
+    """
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Dict):
+            continue
+        is_space = any(
+            isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ROLE_CALLS
+            for v in node.values
+        )
+        if not is_space:
+            continue
+        seen: set[str] = set()
+        for key in node.keys:
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                if key.value in seen:
+                    raise StudyFileError(
+                        f"{path}:{key.lineno}: {key.value}: defined twice in the space; "
+                        "each name must be unique, rename or remove one"
+                    )
+                seen.add(key.value)
+
+
+def _user_line(error: BaseException, path: Path) -> str:
+    """':LINE' of the deepest frame inside the study file, or '' if there is none."""
+    tb = error.__traceback__
+    line = ""
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
+            line = f":{tb.tb_lineno}"
+        tb = tb.tb_next
+    return line
+
+
+class StudyMismatchError(SpaceError):
+    """A stored study under this name was created from a different design."""
+
+
+def open_in_storage(definition: Study, url: str, *, budget: int | None = None) -> optuna.Study:
+    """Create or load the Optuna study for a definition, and lay out its budget.
+
+    A stored study of the same name must have the same search space (fingerprint) and
+    direction: results gathered under one design are never silently mixed with another's.
+    Everything happens under one cross-process lock, so workers may all start at once.
+    """
+    import optuna
+
+    from hpo import budget as budgets
+    from hpo.sampling import PlaybookSampler
+    from hpo.storage import exclusive, open_storage, redact
+
+    storage = open_storage(url)
+    sampler = PlaybookSampler(definition.space, phase=definition.phase, seed=definition.seed)
+    pruner = definition.pruner or optuna.pruners.NopPruner()
+    with exclusive(url, definition.name):
+        try:
+            study = optuna.load_study(
+                study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner
+            )
+        except KeyError:
+            study = optuna.create_study(
+                study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
+                direction=definition.direction,
+            )
+            for key, value in definition.user_attrs().items():
+                study.set_user_attr(key, value)
+        else:
+            _check_same_design(definition, study, redact(url))
+        budgets.lay_out(study, definition.budget if budget is None else budget)
+    return study
+
+
+def _check_same_design(definition: Study, study: optuna.Study, where: str) -> None:
+    stored = study.user_attrs.get("space_fingerprint")
+    new = definition.space.fingerprint()
+    stored_direction = study.direction.name.lower()
+    if stored == new and stored_direction == definition.direction:
+        return
+    what = (f"search space (fingerprint {stored} in storage, {new} now)" if stored != new
+            else f"direction ({stored_direction} in storage, {definition.direction} now)")
+    raise StudyMismatchError(
+        f"study {definition.name!r} in {where} was created with a different {what}; "
+        f"results from two designs must not mix: bump the study's name or version, "
+        f"e.g. name={_bumped(definition.name)!r}"
+    )
+
+
+def _bumped(name: str) -> str:
+    import re
+
+    match = re.fullmatch(r"(.*?)(\d+)", name)
+    return f"{match.group(1)}{int(match.group(2)) + 1}" if match else f"{name}-v2"
