@@ -50,8 +50,18 @@ class PlaybookSampler(BaseSampler):
     ):
         self._space = space
         self._groups = space.scientific_values()
-        # Sorted, so reordering lines in a study file does not move the quasi-random points.
-        self._dims = sorted(space.nuisance)
+        # Coordinates of the quasi-random point, per scientific value: the nuisance names
+        # every value shares come first, then the value's own (conditional) ones, so the
+        # k-th trials of SGD and Adam get the same learning rate, and SGD's momentum the
+        # same draw as Adam's beta1. Sorted, so reordering a study file's lines does not
+        # move the points.
+        shared = sorted(n for n, hp in space.hyperparameters.items()
+                        if hp.role == "nuisance" and not hp.when)
+        self._coordinates = [
+            shared + sorted(n for n in space.active_nuisance(v) if n not in shared)
+            for v in self._groups
+        ]
+        self._dims = max(len(c) for c in self._coordinates)
         self._phase = phase
         self._seed = seed
         self._n_startup_trials = n_startup_trials
@@ -69,16 +79,17 @@ class PlaybookSampler(BaseSampler):
         """k: this trial is the k-th of its scientific value."""
         return slot // len(self._groups)
 
-    def nuisance_point(self, k: int) -> dict[str, float]:
-        """The k-th quasi-random point in [0, 1)^D, one coordinate per nuisance name."""
-        return dict(zip(self._dims, _halton_point(len(self._dims), self._seed, k)))
+    def nuisance_point(self, k: int) -> tuple[float, ...]:
+        """The k-th point of the study's scrambled Halton sequence, in [0, 1)^D."""
+        return _halton_point(self._dims, self._seed, k) if self._dims else ()
 
     def explore_params(self, slot: int) -> dict[str, Any]:
         """Every active hyperparameter's value for a slot in the explore design."""
-        value = self.scientific_value(slot)
-        point = self.nuisance_point(self.pair_index(slot)) if self._dims else {}
+        group = self.group_index(slot)
+        value = self._groups[group]
         active = self._space.active_nuisance(value)
-        return {**value, **{n: dist.from_unit(point[n]) for n, dist in active.items()}}
+        point = dict(zip(self._coordinates[group], self.nuisance_point(self.pair_index(slot))))
+        return {**value, **{n: active[n].from_unit(u) for n, u in point.items()}}
 
     # --- Optuna's sampler interface --------------------------------------------------------
 

@@ -124,20 +124,26 @@ def load_study_file(path: str | Path) -> Study:
     path = Path(path)
     if not path.is_file():
         raise StudyFileError(f"{path}: no such study file; give the path to a .py file that defines a Study")
-    source = path.read_text()
+    try:
+        # Bytes, as Python itself reads a module: a coding cookie is honoured, and a file that
+        # is not text becomes a SyntaxError below instead of a UnicodeDecodeError traceback.
+        source = path.read_bytes()
+    except OSError as e:
+        raise StudyFileError(f"{path}: cannot read study file: {_one_line(e.strerror or e)}") from None
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as e:
-        raise StudyFileError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+        line = f":{e.lineno}" if e.lineno else ""
+        raise StudyFileError(f"{path}{line}: syntax error: {_one_line(e.msg)}") from None
     _check_duplicate_names(path, tree)
     try:
         # A name other than __main__, so a study file may also run itself as a script.
         namespace = runpy.run_path(str(path), run_name="__hpo_study__")
     except SpaceError as e:
-        raise StudyFileError(f"{path}: {e}") from None
+        raise StudyFileError(f"{path}: {_one_line(e)}") from None
     except Exception as e:  # noqa: BLE001 - any error in user code is reported, not raised
         line = _user_line(e, path)
-        raise StudyFileError(f"{path}{line}: {type(e).__name__}: {e}") from None
+        raise StudyFileError(f"{path}{line}: {type(e).__name__}: {_one_line(e)}") from None
     studies = [v for v in namespace.values() if isinstance(v, Study)]
     if not studies:
         raise StudyFileError(
@@ -174,6 +180,11 @@ def _check_duplicate_names(path: Path, tree: ast.AST) -> None:
                         "each name must be unique, rename or remove one"
                     )
                 seen.add(key.value)
+
+
+def _one_line(message: object) -> str:
+    """A message on one line: an exception's text may span several, the CLI prints one."""
+    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
 
 
 def _user_line(error: BaseException, path: Path) -> str:
