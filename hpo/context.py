@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,13 +61,35 @@ class Config(Mapping[str, Any]):
         return f"Config({self._values!r})"
 
 
-class Context:
-    """The trial's handle for the objective: number, seed, device, ``report``."""
+CHECKPOINT_ENV = "HPO_CHECKPOINT_DIR"
+DEFAULT_CHECKPOINT_DIR = "hpo-checkpoints"
 
-    def __init__(self, trial: optuna.Trial, *, seed: int, device: str | None = None):
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    state: Any
+
+
+class Context:
+    """The trial's handle for the objective: number, seed, device, ``report``, checkpoints."""
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        *,
+        seed: int,
+        device: str | None = None,
+        checkpoint_root: str | Path | None = None,
+        study_name: str = "",
+    ):
         self._trial = trial
         self.seed = seed
         self._device = device
+        self._checkpoint_root = Path(
+            checkpoint_root or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
+        )
+        self._study_name = study_name or trial.study.study_name
 
     @property
     def trial_number(self) -> int:
@@ -97,6 +121,51 @@ class Context:
         self._trial.report(value, step)
         if self._trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step} with value {value:g}")
+
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """This trial's checkpoint folder, shared by every attempt at the same trial.
+
+        Keyed by study and slot, not by trial number: a retried trial is a new trial (new
+        number) of the same slot with the same parameters, and must find what its first
+        attempt wrote. Point every worker at one shared folder (``--checkpoint-dir`` or
+        ``$HPO_CHECKPOINT_DIR``) so a retry on another machine finds it too.
+        """
+        slot = self._trial.user_attrs.get("slot", f"trial-{self._trial.number}")
+        return self._checkpoint_root / _safe(self._study_name) / f"slot-{slot}"
+
+    def save_checkpoint(self, step: int, state: Any, *, name: str = "last") -> Path:
+        """Write ``state`` (anything ``torch.save`` takes) reached at ``step``, atomically.
+
+        The file is written beside its final name and renamed into place, so a worker killed
+        mid-write leaves the previous checkpoint intact, never a half-written one.
+        """
+        import torch
+
+        folder = self.checkpoint_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{_safe(name)}.pt"
+        partial = folder / f".{final.name}.{os.getpid()}.partial"
+        torch.save({"step": int(step), "state": state}, partial)
+        os.replace(partial, final)
+        return final
+
+    def load_checkpoint(self, *, name: str = "last", map_location: Any = None) -> Checkpoint | None:
+        """The checkpoint saved under ``name`` by this or an earlier attempt, else None."""
+        import torch
+
+        path = self.checkpoint_dir / f"{_safe(name)}.pt"
+        if not path.is_file():
+            return None
+        saved = torch.load(path, map_location=map_location or self.device, weights_only=False)
+        return Checkpoint(step=saved["step"], state=saved["state"])
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
 def _default_device() -> str:
