@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from hpo.context import CHECKPOINT_ENV
 from hpo.space import SpaceError
 from hpo.storage import ENV_VAR, StorageError, redact, resolve_url
 
@@ -43,11 +45,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--trials", type=_positive_int, metavar="N", help=(
             "the study's total budget of finished trials, all workers together "
             "(default: the study's trials_per_value x its number of scientific values)"))
+        p.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help=(
+            "folder for trial checkpoints, shared by all workers so a retried trial resumes "
+            "(default: $HPO_CHECKPOINT_DIR, else ./hpo-checkpoints)"))
 
     run = sub.add_parser("run", help="run a study with several worker processes on this machine")
     common(run)
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="worker processes to start (default: 1)")
+
+    workers = sub.add_parser("workers", help="one supervised worker per GPU on this machine")
+    common(workers)
+    workers.add_argument("--gpus", default="all", metavar="all|none|0,2", help=(
+        "GPUs to use, one worker each, pinned with CUDA_VISIBLE_DEVICES (default: all); "
+        "none: CPU workers"))
+    workers.add_argument("--workers", type=_positive_int, metavar="N",
+                         help="with --gpus none: CPU worker processes to start (default: 1)")
 
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
@@ -58,8 +71,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     url = resolve_url(args.storage)
+    if getattr(args, "checkpoint_dir", None):
+        # Through the environment, so the worker processes a fleet starts inherit it.
+        os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
     try:
-        return {"run": _run, "worker": _worker}[args.command](args, url)
+        return {"run": _run, "workers": _run, "worker": _worker}[args.command](args, url)
     except (SpaceError, StorageError) as e:
         print(f"hpo: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -69,28 +85,33 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
-    from hpo import fleet
+    """``hpo run`` and ``hpo workers``: a supervised fleet on this machine, then a summary."""
     from hpo.analysis.summary import summary_table
     from hpo.budget import progress
+    from hpo.fleet import Fleet, FleetStopped, seats
     from hpo.study import load_study_file, open_in_storage
 
+    logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     definition = load_study_file(args.study_file)
+    members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
     study = open_in_storage(definition, url, budget=budget)
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
-          f"{args.workers} worker(s), phase {definition.phase}", file=sys.stderr)
-    workers = fleet.spawn(args.study_file, url, budget, args.workers)
+          f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
+          f"phase {definition.phase}", file=sys.stderr)
+    fleet = Fleet(args.study_file, url, budget, members)
     try:
-        codes = fleet.supervise(workers, study, budget)
-    except KeyboardInterrupt:
-        fleet.stop(workers)
-        raise
+        done = fleet.run(study)
+    except FleetStopped as stopped:
+        finished, _ = progress(study, budget)
+        print(f"hpo: stopped by {stopped}: {finished} of {budget} trials done, running trials "
+              "handed back; run the same command again to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(summary_table(definition, study))
-    done, _ = progress(study, budget)
-    if done < budget:
-        failed = [c for c in codes if c != 0]
-        print(f"hpo: error: {done} of {budget} trials done; {len(failed)} worker(s) exited "
-              f"with an error (see above)", file=sys.stderr)
+    if not done:
+        finished, _ = progress(study, budget)
+        print(f"hpo: error: {finished} of {budget} trials done; workers gave up "
+              "(see their errors above)", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
@@ -103,7 +124,7 @@ def _worker(args: argparse.Namespace, url: str) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     definition = load_study_file(args.study_file)
     try:
-        ran = run_worker(definition, url, budget=args.trials)
+        ran = run_worker(definition, url, budget=args.trials, study_file=str(args.study_file))
     except WorkerStopped:
         print("hpo: worker stopped; its trial went back to the queue", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,62 +1,207 @@
-"""Several worker processes on this machine, supervised, with a progress bar.
+"""Worker processes on this machine: one per GPU (or N on a CPU), supervised.
 
 Each worker is a separate ``hpo worker`` process: the same code path a user starts by hand
-on another machine, and a crash in one objective (or a CUDA context) never takes the others
-down. The storage URL reaches the children through the environment, never the command line,
-so a password does not show up in ``ps``.
+on another machine, and a crash in one objective (or one CUDA context) never takes the
+others down. A GPU worker is pinned with ``CUDA_VISIBLE_DEVICES`` so its objective sees its
+GPU as ``cuda:0``. The storage URL reaches the children through the environment, never the
+command line, so a password does not show up in ``ps``.
+
+The supervisor restarts a worker that crashes (with exponential backoff), gives up on one
+that keeps crashing right after starting (a broken environment will not fix itself), and on
+SIGINT/SIGTERM asks every worker to hand its trial back and stop.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpo.space import SpaceError
 from hpo.storage import ENV_VAR
 
 if TYPE_CHECKING:
     import optuna
 
+log = logging.getLogger("hpo.fleet")
+GPUS_ENV = "HPO_GPUS"  # overrides discovery: "0,1" or "0:Tesla T4,1:Tesla T4" (tests, odd hosts)
+STARTUP_SECONDS = float(os.environ.get("HPO_STARTUP_SECONDS", "20"))
+STARTUP_FAILURES = 3
+MAX_BACKOFF = 60.0
+STOP_SECONDS = 10.0
 
-def spawn(study_file: Path, url: str, budget: int, count: int, *, quiet: bool = True) -> list[subprocess.Popen]:
-    env = {**os.environ, ENV_VAR: url}
-    command = [sys.executable, "-m", "hpo", "worker", str(study_file), "--trials", str(budget)]
-    if quiet:
-        command.append("--quiet")
-    return [subprocess.Popen(command, env=env) for _ in range(count)]
+
+class FleetStopped(Exception):
+    """The supervisor was asked to stop (SIGINT/SIGTERM)."""
 
 
-def supervise(workers: list[subprocess.Popen], study: optuna.Study, budget: int) -> list[int]:
-    """Show progress until every worker has exited; returns their exit codes."""
-    from tqdm import tqdm
-
-    from hpo.budget import progress
-
-    bar = tqdm(total=budget, unit="trial", desc="trials", file=sys.stderr, dynamic_ncols=True)
+def discover_gpus() -> dict[str, str]:
+    """GPU index -> name, from ``$HPO_GPUS``, else nvidia-smi, else torch; {} if none."""
+    override = os.environ.get(GPUS_ENV)
+    if override is not None:
+        gpus = {}
+        for item in filter(None, (part.strip() for part in override.split(","))):
+            index, _, name = item.partition(":")
+            gpus[index.strip()] = name.strip() or f"GPU {index.strip()}"
+        return gpus
     try:
-        while any(w.poll() is None for w in workers):
-            bar.n = progress(study, budget)[0]
-            bar.refresh()
-            time.sleep(0.5)
-        bar.n = progress(study, budget)[0]
-        bar.refresh()
-    finally:
-        bar.close()
-    return [w.returncode for w in workers]
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+        return {i.strip(): n.strip() for i, n in (line.split(",", 1) for line in out.splitlines()
+                                                  if "," in line)}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import torch
+    except ImportError:
+        return {}
+    return {str(i): torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
 
 
-def stop(workers: list[subprocess.Popen], timeout: float = 30.0) -> None:
-    """Ask workers to stop (they hand their trials back), then make sure they are gone."""
-    for w in workers:
-        if w.poll() is None:
-            w.terminate()
-    deadline = time.monotonic() + timeout
-    for w in workers:
+@dataclass
+class Seat:
+    """One worker's place in the fleet: what it runs on, and how it has been doing."""
+
+    label: str
+    env: dict[str, str]
+    process: subprocess.Popen | None = None
+    started: float = 0.0
+    restarts: int = 0
+    quick_failures: int = 0
+    next_start: float = 0.0
+    finished: bool = False
+    gave_up: bool = False
+    exit_codes: list[int] = field(default_factory=list)
+
+
+def seats(gpus: str | None, workers: int | None) -> list[Seat]:
+    """Seats for ``--gpus all|none|0,2`` and ``--workers``; bad input raises SpaceError."""
+    if gpus is None:  # hpo run: N workers that inherit this environment
+        return [Seat(f"worker {i}", {}) for i in range(workers or 1)]
+    if gpus == "none":
+        # Hide every GPU, so a CPU fleet never grabs one by accident.
+        return [Seat(f"cpu worker {i}", {"CUDA_VISIBLE_DEVICES": "", "HPO_DEVICE": "cpu",
+                                         "HPO_GPU_NAME": "none"}) for i in range(workers or 1)]
+    if workers is not None:
+        raise SpaceError(f"--workers {workers} with --gpus {gpus}: a GPU fleet runs one worker "
+                         "per GPU; use --gpus none --workers N for CPU workers")
+    found = discover_gpus()
+    if gpus == "all":
+        if not found:
+            raise SpaceError("--gpus all: no GPU found (nvidia-smi and torch see none); "
+                             "on a CPU machine use --gpus none --workers N")
+        chosen = list(found)
+    else:
+        chosen = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not chosen or not all(g.isdigit() for g in chosen):
+            raise SpaceError(f"--gpus {gpus!r}: expected all, none, or GPU indices like 0,2")
+        missing = [g for g in chosen if g not in found]
+        if missing:
+            have = ", ".join(found) if found else "none"
+            raise SpaceError(f"--gpus {gpus}: GPU {', '.join(missing)} does not exist; "
+                             f"this machine has GPU indices: {have}")
+        if len(set(chosen)) != len(chosen):
+            raise SpaceError(f"--gpus {gpus}: a GPU is listed twice; one worker per GPU")
+    return [Seat(f"GPU {g} ({found[g]})", {"CUDA_VISIBLE_DEVICES": g, "HPO_GPU_NAME": found[g]})
+            for g in chosen]
+
+
+class Fleet:
+    """Start, watch, restart and stop the workers for one study."""
+
+    def __init__(self, study_file: Path, url: str, budget: int, members: list[Seat], *,
+                 quiet: bool = True):
+        self._command = [sys.executable, "-m", "hpo", "worker", str(study_file),
+                         "--trials", str(budget), *(["--quiet"] if quiet else [])]
+        self._env = {**os.environ, ENV_VAR: url}
+        self._budget = budget
+        self.seats = members
+
+    def _start(self, seat: Seat) -> None:
+        # A session of its own: a Ctrl-C in the terminal reaches only the supervisor, which
+        # then stops each worker exactly once.
+        seat.process = subprocess.Popen(self._command, env={**self._env, **seat.env},
+                                        start_new_session=True)
+        seat.started = time.monotonic()
+
+    def _check(self, seat: Seat, now: float) -> None:
+        if seat.finished or seat.gave_up:
+            return
+        if seat.process is None:
+            if now >= seat.next_start:
+                self._start(seat)
+            return
+        code = seat.process.poll()
+        if code is None:
+            return
+        seat.process = None
+        seat.exit_codes.append(code)
+        if code == 0:
+            seat.finished = True
+            return
+        quick = now - seat.started < STARTUP_SECONDS
+        seat.quick_failures = seat.quick_failures + 1 if quick else 0
+        if seat.quick_failures >= STARTUP_FAILURES:
+            seat.gave_up = True
+            log.error("giving up on %s: it crashed %d times within %.0fs of starting (last exit "
+                      "code %d); its error is above", seat.label, seat.quick_failures,
+                      STARTUP_SECONDS, code)
+            return
+        delay = min(MAX_BACKOFF, 2.0 ** seat.restarts)
+        seat.restarts += 1
+        seat.next_start = now + delay
+        log.warning("worker on %s exited with code %d; restarting it in %.0fs", seat.label, code,
+                    delay)
+
+    def run(self, study: optuna.Study) -> bool:
+        """Supervise until every seat is finished or given up; True if the budget is done."""
+        from tqdm import tqdm
+
+        from hpo.budget import progress
+
+        def stop_on(signum: int, frame: object) -> None:
+            raise FleetStopped(signal.Signals(signum).name)
+
+        previous = {s: signal.signal(s, stop_on) for s in (signal.SIGINT, signal.SIGTERM)}
+        bar = tqdm(total=self._budget, unit="trial", desc="trials", file=sys.stderr,
+                   dynamic_ncols=True, mininterval=1.0)
         try:
-            w.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            w.kill()
-            w.wait()
+            while not all(s.finished or s.gave_up for s in self.seats):
+                now = time.monotonic()
+                for seat in self.seats:
+                    self._check(seat, now)
+                bar.n = progress(study, self._budget)[0]
+                bar.refresh()
+                time.sleep(0.5)
+            bar.n = progress(study, self._budget)[0]
+            bar.refresh()
+        except FleetStopped:
+            self.stop()
+            raise
+        finally:
+            bar.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+        return progress(study, self._budget)[0] >= self._budget
+
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Ask every worker to hand its trial back and exit; kill what is left after timeout."""
+        running = [s.process for s in self.seats if s.process is not None]
+        for p in running:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in running:
+            try:
+                p.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker pid %d did not stop within %.0fs; killing it (its trial "
+                          "will be reaped and retried)", p.pid, timeout)
+                p.kill()
+                p.wait()

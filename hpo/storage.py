@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,21 +102,39 @@ def open_storage(url: str) -> BaseStorage:
     storage_kind = kind(url)
     if storage_kind == "journal":
         return _open_journal(url)
+    import optuna
     import sqlalchemy.exc
     from optuna.storages import RDBStorage
 
-    engine_kwargs: dict = {}
-    if storage_kind == "postgresql":
-        # pre_ping replaces connections the server dropped (restart, idle timeout) before use.
-        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    from hpo.reconnect import ReconnectingRDBStorage
+
     try:
-        with _schema_lock(url, storage_kind):
-            return RDBStorage(_sqlalchemy_url(url), engine_kwargs=engine_kwargs)
+        if storage_kind == "sqlite":
+            return RDBStorage(url)
+        with _schema_lock(url, storage_kind), warnings.catch_warnings():
+            # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return ReconnectingRDBStorage(
+                _sqlalchemy_url(url),
+                # pre_ping replaces connections the server dropped (restart, idle timeout).
+                engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}},
+                heartbeat_interval=_env_int("HPO_HEARTBEAT_INTERVAL", 10),
+                grace_period=_env_int("HPO_HEARTBEAT_GRACE", 60),
+            )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageError(
             f"cannot open storage {redact(url)}: {_clean(e, url)}; "
             f"check the host, database and credentials (allowed: {ALLOWED})"
         ) from None
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise StorageError(f"${name}={text!r}: expected a positive number of seconds")
+    return int(text)
 
 
 def _open_journal(path: str) -> BaseStorage:

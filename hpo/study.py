@@ -129,7 +129,8 @@ def load_study_file(path: str | Path) -> Study:
         # is not text becomes a SyntaxError below instead of a UnicodeDecodeError traceback.
         source = path.read_bytes()
     except OSError as e:
-        raise StudyFileError(f"{path}: cannot read study file: {_one_line(e.strerror or e)}") from None
+        reason = _one_line(e.strerror or e)
+        raise StudyFileError(f"{path}: cannot read study file: {reason}") from None
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as e:

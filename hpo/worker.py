@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -34,59 +36,98 @@ class WorkerStopped(BaseException):
 
 
 def _raise_stop(signum: int, frame: Any) -> None:
+    # Once is enough: a second signal must not interrupt the hand-back of the trial.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise WorkerStopped(signal.Signals(signum).name)
 
 
-def run_worker(definition: Study, url: str, *, budget: int | None = None) -> int:
-    """Run trials until the study's budget is taken; returns how many this worker ran."""
+def run_worker(
+    definition: Study,
+    url: str,
+    *,
+    budget: int | None = None,
+    study_file: str | None = None,
+    poll_seconds: float = 1.0,
+) -> int:
+    """Run trials until the study's budget is done; returns how many this worker ran.
+
+    When no trial is waiting but others are still running, the worker does not leave: it
+    waits, reaping dead workers' trials, because one of those may come back as a retry.
+    """
     import optuna
 
-    from hpo.budget import take
+    from hpo.budget import progress, take
+    from hpo.liveness import reap
+    from hpo.provenance import collect
     from hpo.study import open_in_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     total = definition.budget if budget is None else budget
+    max_retry = int(os.environ.get("HPO_MAX_RETRY", "3"))
     study = open_in_storage(definition, url, budget=total)
+    provenance = collect(study_file)
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     ran = 0
     try:
-        while (trial_id := take(study, total)) is not None:
-            run_trial(definition, study, optuna.Trial(study, trial_id))
-            ran += 1
+        while True:
+            reap(study, max_retry=max_retry)
+            trial_id = take(study, total)
+            if trial_id is not None:
+                run_trial(definition, study, trial_id, provenance)
+                ran += 1
+            elif progress(study, total)[0] >= total:
+                return ran
+            else:
+                time.sleep(poll_seconds)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return ran
 
 
-def run_trial(definition: Study, study: optuna.Study, trial: optuna.Trial) -> None:
+def run_trial(
+    definition: Study, study: optuna.Study, trial_id: int, provenance: dict[str, Any]
+) -> None:
     """Run one trial the worker has taken, and record how it ended."""
     import optuna
     from optuna.trial import TrialState
 
+    from hpo.liveness import Heartbeat
     from hpo.sampling import np_seed, slot_of
 
-    try:
-        config = build_config(definition, trial)
-        # The k-th trial of every scientific value shares a seed, as it shares a nuisance
-        # point; a retried trial keeps the seed it was given.
-        seed = trial.user_attrs.get("seed")
-        if seed is None:
-            seed = np_seed(definition.seed, study.sampler.pair_index(slot_of(trial)))
-            trial.set_user_attr("seed", seed)
-        value = definition.objective(config, Context(trial, seed=seed))
-    except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        log.info("trial %d pruned", trial.number)
-        return
-    except (WorkerStopped, KeyboardInterrupt):
-        # Not a failure of the trial: put it back so another worker (or this one, later)
-        # runs it with the same parameters.
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
-        log.warning("trial %d handed back: worker stopped", trial.number)
-        raise
-    except Exception as e:  # noqa: BLE001 - any objective error fails the trial, not the worker
-        _fail(study, trial, f"{type(e).__name__}: {e}", traceback.format_exc(limit=-8))
-        return
+    storage = study._storage
+    # Whose trial this is, first: the reaper judges a RUNNING trial by its host and pid.
+    for key, value in provenance.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    with Heartbeat(storage, trial_id):
+        trial = optuna.Trial(study, trial_id)
+        try:
+            config = build_config(definition, trial)
+            # The k-th trial of every scientific value shares a seed, as it shares a nuisance
+            # point; a retried trial keeps the seed it was given.
+            seed = trial.user_attrs.get("seed")
+            if seed is None:
+                seed = np_seed(definition.seed, study.sampler.pair_index(slot_of(trial)))
+                trial.set_user_attr("seed", seed)
+            value = definition.objective(config, Context(trial, seed=seed))
+        except optuna.TrialPruned:
+            _tell(study, trial, state=TrialState.PRUNED)
+            log.info("trial %d pruned", trial.number)
+            return
+        except (WorkerStopped, KeyboardInterrupt):
+            # Not a failure of the trial: put it back so another worker (or this one, later)
+            # runs it with the same parameters. Clear the pid first, or the reaper could
+            # mistake the next worker's fresh attempt for this dead one.
+            storage.set_trial_user_attr(trial_id, "worker_pid", None)
+            storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
+            log.warning("trial %d handed back: worker stopped", trial.number)
+            raise
+        except Exception as e:  # noqa: BLE001 - any objective error fails the trial, not the worker
+            if _is_out_of_memory(e):
+                trial.set_user_attr("oom", True)
+                _release_gpu_memory()
+                _fail(study, trial, f"out of memory: {type(e).__name__}: {e}")
+            else:
+                _fail(study, trial, f"{type(e).__name__}: {e}", traceback.format_exc(limit=-8))
+            return
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -96,8 +137,42 @@ def run_trial(definition: Study, study: optuna.Study, trial: optuna.Trial) -> No
         trial.set_user_attr("diverged", True)
         _fail(study, trial, f"diverged: {definition.metric} is {value}")
         return
-    study.tell(trial, value)
+    _tell(study, trial, value)
     log.info("trial %d finished: %s=%g %s", trial.number, definition.metric, value, dict(trial.params))
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None, *,
+          state: Any = None) -> None:
+    """``study.tell`` that tolerates a finish already written.
+
+    After a lost connection the storage retries the write; if the first attempt had been
+    applied, the retry finds the trial finished. If a reaper failed it meanwhile (our
+    heartbeat lapsed during a long outage), its retry will redo the work: say so.
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        study.tell(trial, value, state=state)
+    except UpdateFinishedTrialError:
+        stored = study._storage.get_trial(trial._trial_id)
+        if state is not None and stored.state != state or state is None and stored.value != value:
+            log.warning("trial %d was already finished as %s by another process; its retry "
+                        "will run again", trial.number, stored.state.name)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    # torch.cuda.OutOfMemoryError, without importing torch for objectives that do not use it.
+    return type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
+
+
+def _release_gpu_memory() -> None:
+    import gc
+    import sys
+
+    gc.collect()  # the failed objective's tensors, now unreachable
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, tb: str | None = None) -> None:
@@ -106,7 +181,7 @@ def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, tb: str | None 
     trial.set_user_attr("error", reason[:2000])
     if tb:
         trial.set_user_attr("traceback", tb[-4000:])
-    study.tell(trial, state=TrialState.FAIL)
+    _tell(study, trial, state=TrialState.FAIL)
     log.warning("trial %d failed: %s", trial.number, reason)
 
 

@@ -1,0 +1,67 @@
+"""Where and with what a trial ran: "untracked experiments might as well not exist".
+
+Collected once per worker (running git and reading versions is not free), then written on
+every trial as user attributes, which optuna-dashboard shows on the trial page.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def collect(study_file: str | Path | None = None) -> dict[str, Any]:
+    """Host, worker process, GPU pinning, code version and library versions."""
+    info: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "worker_pid": os.getpid(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
+        "gpu": os.environ.get("HPO_GPU_NAME") or _gpu_name(),
+        "python": platform.python_version(),
+    }
+    for package in ("torch", "optuna"):
+        try:
+            info[f"{package}_version"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[f"{package}_version"] = "not installed"
+    if study_file is not None:
+        info.update(_git(Path(study_file).resolve().parent))
+    return info
+
+
+def _gpu_name() -> str:
+    """The name of the GPU this worker sees first, without initializing CUDA."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return "none"
+    index = (visible or "0").split(",")[0].strip()
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+    for line in out.splitlines():
+        gpu_index, uuid, name = (part.strip() for part in line.split(",", 2))
+        if index in (gpu_index, uuid):
+            return name
+    return "none"
+
+
+def _git(folder: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no") != ""
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": "not a git repository", "git_dirty": None}
+    return {"git_commit": commit, "git_dirty": dirty}

@@ -1,0 +1,82 @@
+"""Ride out a lost database: retry storage calls until PostgreSQL is back.
+
+When the server restarts, every call in flight fails with a connection error, and Optuna
+passes that straight up: the worker would crash and its trial would sit RUNNING until a
+heartbeat reaper noticed. Instead, each storage call here is retried with exponential
+backoff (and one log line per outage, not per attempt) for up to ``HPO_DB_PATIENCE``
+seconds; ``pool_pre_ping`` in the engine then hands out fresh connections.
+
+A write whose acknowledgement was lost may have been applied. Retrying it is safe for the
+calls a worker makes: a repeated state change to RUNNING reports "taken" and the trial is
+recovered by the reaper; a repeated finish raises UpdateFinishedTrialError, which the worker
+treats as written (see :func:`hpo.worker._tell`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from optuna.storages import RDBStorage
+
+log = logging.getLogger("hpo.storage")
+F = TypeVar("F", bound=Callable[..., Any])
+PATIENCE_ENV = "HPO_DB_PATIENCE"
+DEFAULT_PATIENCE = 600.0
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+
+
+def _retrying(method: F) -> F:
+    @functools.wraps(method)
+    def call(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
+        patience = float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE))
+        deadline = time.monotonic() + patience
+        delay, warned = 0.5, False
+        while True:
+            try:
+                result = method(self, *args, **kwargs)
+            except Exception as e:
+                if not _is_connection_error(e) or time.monotonic() + delay > deadline:
+                    raise
+                if not warned:
+                    log.warning("lost the database connection (%s); reconnecting with backoff "
+                                "for up to %.0fs", type(e).__name__, patience)
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+                continue
+            if warned:
+                log.warning("database connection is back; continuing")
+            return result
+
+    return call  # type: ignore[return-value]
+
+
+class ReconnectingRDBStorage(RDBStorage):
+    """Optuna's RDBStorage whose public calls survive a database restart."""
+
+
+# Every call a worker, the sampler or the reaper makes. Table creation in __init__ is not
+# here: a worker that cannot reach the database at start-up should say so and stop.
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
+    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies",
+    "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
+    "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
+    "get_trial_user_attrs", "get_trial_system_attrs", "get_best_trial", "get_n_trials",
+    "record_heartbeat", "_get_stale_trial_ids",
+):
+    setattr(ReconnectingRDBStorage, _name, _retrying(getattr(RDBStorage, _name)))
