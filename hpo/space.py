@@ -133,11 +133,19 @@ class Choice:
                 )
         seen: list[Any] = []
         for value in self.choices:
-            # Compare type as well: 1 and True are equal in Python but are different choices.
-            if any(value == s and type(value) is type(s) for s in seen):
+            twin = next((s for s in seen if s == value), None)
+            if twin is not None or (value is None and None in seen):
+                if type(twin) is type(value):
+                    raise SpaceError(
+                        f"{name}: choice values must be distinct, got {value!r} twice in "
+                        f"{list(self.choices)!r}; remove the duplicate"
+                    )
+                # Optuna stores a choice by its index among equal values, so 1 and True
+                # (or 0 and False, 1 and 1.0) would silently merge into one group.
                 raise SpaceError(
-                    f"{name}: choice values must be distinct, got {value!r} twice in "
-                    f"{list(self.choices)!r}; remove the duplicate"
+                    f"{name}: choice values {twin!r} and {value!r} are equal in Python and would "
+                    f"be stored as one; use distinct values such as strings ({str(twin)!r}, "
+                    f"{str(value)!r})"
                 )
             seen.append(value)
 

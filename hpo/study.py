@@ -142,10 +142,11 @@ def load_study_file(path: str | Path) -> Study:
         namespace = runpy.run_path(str(path), run_name="__hpo_study__")
     except SpaceError as e:
         raise StudyFileError(f"{path}: {_one_line(e)}") from None
-    except Exception as e:  # noqa: BLE001 - any error in user code is reported, not raised
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - user code's errors are reported
         line = _user_line(e, path)
         raise StudyFileError(f"{path}{line}: {type(e).__name__}: {_one_line(e)}") from None
-    studies = [v for v in namespace.values() if isinstance(v, Study)]
+    # By identity: `alias = study` names one study twice.
+    studies = list({id(v): v for v in namespace.values() if isinstance(v, Study)}.values())
     if not studies:
         raise StudyFileError(
             f"{path}: defines no Study; assign one at module level, e.g. study = Study(...)"
@@ -166,10 +167,8 @@ def _check_duplicate_names(path: Path, tree: ast.AST) -> None:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Dict):
             continue
-        is_space = any(
-            isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ROLE_CALLS
-            for v in node.values
-        )
+        is_space = any(isinstance(v, ast.Call) and _called_name(v.func) in ROLE_CALLS
+                       for v in node.values)
         if not is_space:
             continue
         seen: set[str] = set()
@@ -181,6 +180,13 @@ def _check_duplicate_names(path: Path, tree: ast.AST) -> None:
                         "each name must be unique, rename or remove one"
                     )
                 seen.add(key.value)
+
+
+def _called_name(func: ast.expr) -> str | None:
+    """'nuisance' for nuisance(...) and for hpo.nuisance(...)."""
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else None
 
 
 def _one_line(message: object) -> str:

@@ -176,8 +176,6 @@ def test_file_defining_two_studies(tmp_path):
     load_fails(path, f"{path}: defines 2 studies (first-v1, second-v1)", "keep one per file")
 
 
-@pytest.mark.xfail(strict=True, reason="known bug: load_study_file counts one Study bound to "
-                   "two names as two studies ('defines 2 studies (x, x)')")
 def test_the_same_study_under_two_names_counts_once(tmp_path):
     path = write(tmp_path, study_source() + "alias = study\n")
     assert load_study_file(path).name == "file-study-v1"
@@ -350,3 +348,20 @@ def test_cli_unsupported_storage_scheme_hides_the_password(tmp_path, study_file)
     assert "pw" not in result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert not (tmp_path / "hpo-journal.log").exists()
+
+
+def test_duplicate_key_is_found_with_module_qualified_roles(tmp_path):
+    space = """{
+        "optimizer": hpo.scientific(hpo.choice("sgd", "adam")),
+        "learning_rate": hpo.nuisance(hpo.log_uniform(1e-4, 1.0)),
+        "learning_rate": hpo.nuisance(hpo.log_uniform(1e-3, 1.0)),
+    }"""
+    path = write(tmp_path, "import hpo\n" + study_source(space=space))
+    with pytest.raises(StudyFileError, match=r"study\.py:\d+: learning_rate: defined twice"):
+        load_study_file(path)
+
+
+def test_a_study_file_calling_sys_exit_is_an_error_not_an_exit(tmp_path):
+    path = write(tmp_path, "import sys\nsys.exit(3)\n")
+    with pytest.raises(StudyFileError, match=r"study\.py:2: SystemExit: 3"):
+        load_study_file(path)
