@@ -65,7 +65,62 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
+
+    # Analysis commands read a study already in storage; none of them creates one.
+    def stored(p: argparse.ArgumentParser) -> None:
+        p.add_argument("study_file", type=Path, help="the Python file that defines the hpo.Study")
+        p.add_argument("--storage", metavar="URL", help=(
+            f"where the study ran: a journal file path or a database URL; default: ${ENV_VAR}, "
+            "else ./hpo-journal.log"))
+
+    report = sub.add_parser("report", help=(
+        "the playbook's diagnostics: an HTML report, a summary here, notes and plots in "
+        "optuna-dashboard"))
+    stored(report)
+    report.add_argument("--out", type=Path, default=Path("hpo-report"), metavar="DIR",
+                        help="folder for report.html and summary.md (default: ./hpo-report)")
+    report.add_argument("--no-dashboard", action="store_true", help=(
+        "write nothing to storage: no study note, no dashboard plots"))
+    report.add_argument("--artifact-dir", type=Path, metavar="DIR", help=(
+        "also store report.html as a study artifact there (default: $HPO_ARTIFACT_DIR if set)"))
+
+    seeds = sub.add_parser("seeds", help=(
+        "enqueue seed re-runs of the best trial(s) of each scientific value, to measure "
+        "run-to-run variance"))
+    stored(seeds)
+    seeds.add_argument("--top", type=_positive_int, default=1, metavar="K",
+                       help="re-run the K best trials of every scientific value (default: 1)")
+    seeds.add_argument("--repeats", type=_positive_int, default=5, metavar="N", help=(
+        "seed re-runs wanted per trial; ones already enqueued count (default: 5)"))
+
+    dash = sub.add_parser("dashboard", help="optuna-dashboard on this storage, with hpo's notes")
+    dash.add_argument("--storage", metavar="URL", help=(
+        f"a journal file path or a database URL; default: ${ENV_VAR}, else ./hpo-journal.log"))
+    dash.add_argument("--host", default="127.0.0.1", help=(
+        "address to listen on (default: 127.0.0.1, this machine only); the dashboard has no "
+        "authentication and can delete studies: widen it with care"))
+    dash.add_argument("--port", type=_port, default=8080, help="port (default: 8080)")
+    dash.add_argument("--artifact-dir", type=Path, metavar="DIR", help=(
+        "the artifact store's folder (default: $HPO_ARTIFACT_DIR, else ./hpo-artifacts)"))
+
+    export = sub.add_parser("export", help=(
+        "one row per trial: roles, config, metrics, state, provenance"))
+    stored(export)
+    export.add_argument("--format", choices=("csv", "json", "parquet"), default="csv",
+                        help="csv (default), json, or parquet (needs pyarrow)")
+    export.add_argument("--out", type=Path, metavar="FILE",
+                        help="output file (default: standard output; parquet needs a file)")
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         # Through the environment, so the worker processes a fleet starts inherit it.
         os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
     try:
-        return {"run": _run, "workers": _run, "worker": _worker}[args.command](args, url)
+        return {"run": _run, "workers": _run, "worker": _worker, "report": _report,
+                "seeds": _seeds, "dashboard": _dashboard, "export": _export}[args.command](args, url)
     except (SpaceError, StorageError) as e:
         print(f"hpo: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -129,6 +185,101 @@ def _worker(args: argparse.Namespace, url: str) -> int:
         print("hpo: worker stopped; its trial went back to the queue", file=sys.stderr)
         return EXIT_INTERRUPTED
     logging.getLogger("hpo.worker").info("budget met; this worker ran %d trial(s)", ran)
+    return EXIT_OK
+
+
+def _usage(message: str) -> int:
+    print(f"hpo: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _report(args: argparse.Namespace, url: str) -> int:
+    from hpo.analysis import dashboard
+    from hpo.analysis.plots import all_figures
+    from hpo.analysis.report import analyze, summary_markdown, write_report
+    from hpo.analysis.stored import load_stored_study
+    from hpo.study import load_study_file
+
+    if args.out.exists() and not args.out.is_dir():
+        return _usage(f"--out {str(args.out)!r} is a file; give a folder for the report")
+    definition = load_study_file(args.study_file)
+    study = load_stored_study(definition, url)
+    analysis = analyze(definition, study, study_file=str(args.study_file))
+    figures = all_figures(analysis)
+    path = write_report(analysis, args.out, figures)
+    summary = summary_markdown(analysis)
+    if not args.no_dashboard:
+        dashboard.publish(study, summary, figures)
+        if args.artifact_dir or os.environ.get(dashboard.ARTIFACT_ENV):
+            dashboard.upload_report(study, path, dashboard.artifact_dir(args.artifact_dir))
+    print(summary)
+    shown = "" if args.no_dashboard else "; the summary is the study's note in optuna-dashboard"
+    print(f"hpo: report written to {path}{shown}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _seeds(args: argparse.Namespace, url: str) -> int:
+    from collections import Counter
+
+    from hpo.analysis.seeds import NothingToRerun, enqueue_seed_reruns
+    from hpo.analysis.stored import load_stored_study
+    from hpo.study import load_study_file
+
+    definition = load_study_file(args.study_file)
+    study = load_stored_study(definition, url)
+    try:
+        added = enqueue_seed_reruns(definition, study, top=args.top, repeats=args.repeats)
+    except NothingToRerun as e:
+        return _usage(str(e))
+    if not added:
+        print(f"hpo: the best trial(s) already have {args.repeats} seed re-runs each; nothing "
+              "enqueued (ask for more with --repeats)", file=sys.stderr)
+        return EXIT_OK
+    per_trial = Counter((r.of, r.group) for r in added)
+    listed = ", ".join(f"trial #{n} ({g}) x{c}" for (n, g), c in per_trial.items())
+    print(f"hpo: enqueued {len(added)} seed re-run(s): {listed}; workers run them like any "
+          f"trial: hpo run {args.study_file} (with the --storage and --trials it ran with), "
+          "then hpo report", file=sys.stderr)
+    return EXIT_OK
+
+
+def _dashboard(args: argparse.Namespace, url: str) -> int:
+    from hpo.analysis.dashboard import artifact_dir, serve
+
+    try:
+        serve(url, host=args.host, port=args.port, artifacts=artifact_dir(args.artifact_dir))
+    except OSError as e:  # the port is taken, or the host is not an address of this machine
+        print(f"hpo: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}; "
+              "choose another --port or --host", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, url: str) -> int:
+    from hpo.analysis import export
+    from hpo.analysis.stored import load_stored_study
+    from hpo.study import load_study_file
+
+    if args.format == "parquet":
+        if not export.has_pyarrow():
+            return _usage("--format parquet needs pyarrow (pip install pyarrow); "
+                          "or use --format csv or json")
+        if args.out is None:
+            return _usage("--format parquet writes a file: give --out FILE.parquet")
+    if args.out is not None and args.out.is_dir():
+        return _usage(f"--out {str(args.out)!r} is a folder; give a file name")
+    definition = load_study_file(args.study_file)
+    study = load_stored_study(definition, url)
+    rows = export.trial_rows(definition, study, nested=args.format == "json")
+    if args.format == "parquet":
+        export.write_parquet(rows, args.out)
+    else:
+        text = export.to_csv(rows) if args.format == "csv" else export.to_json(rows)
+        if args.out is None:
+            sys.stdout.write(text)
+            return EXIT_OK
+        args.out.write_text(text, encoding="utf-8")
+    print(f"hpo: {len(rows)} trial(s) written to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -123,6 +123,21 @@ class Context:
             raise optuna.TrialPruned(f"pruned at step {step} with value {value:g}")
 
 
+    def set_attr(self, name: str, value: Any) -> None:
+        """Record a JSON-ready value on the trial (a user attribute the dashboard shows)."""
+        self._trial.set_user_attr(name, value)
+
+    @property
+    def direction(self) -> str:
+        """The study's direction, 'minimize' or 'maximize': which way "best" points."""
+        return self._trial.study.direction.name.lower()
+
+    def record_curves(self, curves: Mapping[str, Any]) -> None:
+        """Store training curves with the trial in :mod:`hpo.curves`' compact format."""
+        from hpo import curves as stored
+
+        stored.record(self._trial, curves)
+
     # --- checkpoints ------------------------------------------------------------------------
 
     @property
@@ -162,6 +177,15 @@ class Context:
             return None
         saved = torch.load(path, map_location=map_location or self.device, weights_only=False)
         return Checkpoint(step=saved["step"], state=saved["state"])
+
+    def remove_checkpoint(self, *, name: str) -> None:
+        """Delete the checkpoint saved under ``name``, if there is one."""
+        (self.checkpoint_dir / f"{_safe(name)}.pt").unlink(missing_ok=True)
+
+    def checkpoint_names(self) -> list[str]:
+        """The names of this trial's saved checkpoints (by any attempt), sorted."""
+        folder = self.checkpoint_dir
+        return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
 def _safe(name: str) -> str:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from optuna.storages import BaseStorage
 
 log = logging.getLogger("hpo.liveness")
-HOST = socket.gethostname()
+HOST = os.environ.get("HPO_HOST") or socket.gethostname()
 # Attributes that describe one attempt, not the trial: a retry must not inherit them.
 ATTEMPT_ATTRS = ("host", "worker_pid", "gpu", "cuda_visible_devices", "error", "traceback",
                  "resumed_from_step")

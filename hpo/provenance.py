@@ -18,7 +18,8 @@ from typing import Any
 def collect(study_file: str | Path | None = None) -> dict[str, Any]:
     """Host, worker process, GPU pinning, code version and library versions."""
     info: dict[str, Any] = {
-        "host": socket.gethostname(),
+        # $HPO_HOST names a machine whose hostname is not stable (containers).
+        "host": os.environ.get("HPO_HOST") or socket.gethostname(),
         "worker_pid": os.getpid(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
         "gpu": os.environ.get("HPO_GPU_NAME") or _gpu_name(),

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
@@ -28,16 +29,31 @@ log = logging.getLogger("hpo.worker")
 
 
 class WorkerStopped(BaseException):
-    """Raised inside the objective when the worker is told to stop.
+    """Raised inside the objective when the worker is told to stop (SIGTERM, SIGINT).
 
     A BaseException, like KeyboardInterrupt, so an objective's ``except Exception`` does not
     swallow it.
     """
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+# Code that must not be interrupted halfway: a lock or a transaction could be left behind
+# (a journal file's lock stalls every worker for 30 s until Optuna force-releases it).
+_STORAGE_CODE = (f"{os.sep}optuna{os.sep}", f"{os.sep}sqlalchemy{os.sep}", f"{os.sep}psycopg2")
+
+
 def _raise_stop(signum: int, frame: Any) -> None:
+    while frame is not None:
+        if any(part in frame.f_code.co_filename for part in _STORAGE_CODE):
+            # Inside a storage call: ask again in a moment, once it has returned.
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        frame = frame.f_back
     # Once is enough: a second signal must not interrupt the hand-back of the trial.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
     raise WorkerStopped(signal.Signals(signum).name)
 
 
@@ -62,42 +78,71 @@ def run_worker(
     from hpo.study import open_in_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    previous = {s: signal.signal(s, _raise_stop) for s in STOP_SIGNALS}
     total = definition.budget if budget is None else budget
     max_retry = int(os.environ.get("HPO_MAX_RETRY", "3"))
     study = open_in_storage(definition, url, budget=total)
     provenance = collect(study_file)
-    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    storage = study._storage
     ran = 0
     try:
         while True:
             reap(study, max_retry=max_retry)
+            # A stop signal while a trial changes hands would leave it RUNNING with nobody
+            # running it: hold signals until the trial is ours and marked as ours...
+            signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             trial_id = take(study, total)
-            if trial_id is not None:
-                run_trial(definition, study, trial_id, provenance)
-                ran += 1
-            elif progress(study, total)[0] >= total:
-                return ran
-            else:
+            if trial_id is None:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                if progress(study, total)[0] >= total:
+                    return ran
                 time.sleep(poll_seconds)
+                continue
+            # Whose trial this is, first: the reaper judges a RUNNING trial by host and pid.
+            for key, value in provenance.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            try:
+                # ...and deliver a pending one here, where the trial is handed back.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+                run_trial(definition, study, trial_id)
+            except WorkerStopped:
+                _hand_back(storage, trial_id)
+                raise
+            ran += 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
-def run_trial(
-    definition: Study, study: optuna.Study, trial_id: int, provenance: dict[str, Any]
-) -> None:
-    """Run one trial the worker has taken, and record how it ended."""
+def _hand_back(storage: Any, trial_id: int) -> None:
+    """Put a trial back in the queue: a stopped worker is not a failed trial.
+
+    Another worker (or this one, later) runs it with the same parameters, resuming from its
+    checkpoint. The pid is cleared first, or the reaper could mistake the next worker's
+    fresh attempt for this dead one.
+    """
+    from optuna.trial import TrialState
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # a second Ctrl-C must not cut it
+    storage.set_trial_user_attr(trial_id, "worker_pid", None)
+    storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
+    number = storage.get_trial(trial_id).number
+    log.warning("trial %d handed back: worker stopped", number)
+
+
+def run_trial(definition: Study, study: optuna.Study, trial_id: int) -> None:
+    """Run one trial the worker has taken, and record how it ended.
+
+    WorkerStopped propagates: the caller hands the trial back.
+    """
     import optuna
     from optuna.trial import TrialState
 
     from hpo.liveness import Heartbeat
     from hpo.sampling import np_seed, slot_of
 
-    storage = study._storage
-    # Whose trial this is, first: the reaper judges a RUNNING trial by its host and pid.
-    for key, value in provenance.items():
-        storage.set_trial_user_attr(trial_id, key, value)
-    with Heartbeat(storage, trial_id):
+    with Heartbeat(study._storage, trial_id):
         trial = optuna.Trial(study, trial_id)
         try:
             config = build_config(definition, trial)
@@ -112,14 +157,6 @@ def run_trial(
             _tell(study, trial, state=TrialState.PRUNED)
             log.info("trial %d pruned", trial.number)
             return
-        except (WorkerStopped, KeyboardInterrupt):
-            # Not a failure of the trial: put it back so another worker (or this one, later)
-            # runs it with the same parameters. Clear the pid first, or the reaper could
-            # mistake the next worker's fresh attempt for this dead one.
-            storage.set_trial_user_attr(trial_id, "worker_pid", None)
-            storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
-            log.warning("trial %d handed back: worker stopped", trial.number)
-            raise
         except Exception as e:  # noqa: BLE001 - any objective error fails the trial, not the worker
             if _is_out_of_memory(e):
                 trial.set_user_attr("oom", True)

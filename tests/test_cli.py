@@ -162,7 +162,7 @@ def test_sigterm_hands_the_running_trial_back(tmp_path):
                 study = optuna.load_study(study_name="slow-v1", storage=open_storage(str(storage)))
             except KeyError:
                 study = None
-            if study and any(t.state.name == "RUNNING" for t in study.get_trials()):
+            if study and any(t.state.name == "RUNNING" and t.params for t in study.get_trials()):
                 break
         time.sleep(0.2)
     else:

@@ -1,0 +1,128 @@
+"""Enough trials? The expected best result against the number of trials, by bootstrap.
+
+The playbook asks whether a study sampled enough points: count the trials in the "good"
+region, and look at how the best result depends on the budget. For N from 1 to the trials
+run, the best of N trials drawn with replacement from a scientific value's trials estimates
+what a study of N trials would have found. If going from N/2 to N trials still improved the
+expected best by more than the gap between scientific values, more trials could change the
+answer.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hpo.analysis._bootstrap import best_of_n
+from hpo.analysis.isolation import draw_scores
+
+if TYPE_CHECKING:
+    from hpo.analysis.isolation import IsolationPoint
+    from hpo.analysis.results import Results
+
+MIN_TRIALS = 4  # fewer, and a bootstrap says nothing
+GOOD = 0.1  # "good": within this fraction of the (median - best) spread of the best trial
+FLAT = 0.05  # a gain under this fraction of the spread is "flat"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    n: int
+    expected: float  # in metric units
+    low: float  # 90% band, better end
+    high: float
+
+
+@dataclass(frozen=True)
+class EnoughTrials:
+    group: str
+    trials: int
+    curve: list[CurvePoint]
+    good: int  # complete trials in the good region
+    gain: float | None  # expected improvement from N/2 to N trials, metric units, >= 0 better
+    spread: float  # median - best of the complete trials, metric units
+
+    @property
+    def still_improving(self) -> bool:
+        return self.gain is not None and self.gain > max(FLAT * self.spread, 1e-12)
+
+    @property
+    def message(self) -> str:
+        if self.gain is None:
+            return (f"{self.group}: {self.trials} trial(s) is too few to tell "
+                    f"(at least {MIN_TRIALS} needed)")
+        half = self.curve_at(self.trials // 2)
+        verb = ("still improving" if self.still_improving
+                else "flat")
+        return (f"{self.group}: {verb}: the expected best went from {half.expected:.4g} at "
+                f"{half.n} trials to {self.curve[-1].expected:.4g} at {self.trials} "
+                f"(gain {self.gain:.3g}); {self.good} of {self.trials} trials in the good region")
+
+    def curve_at(self, n: int) -> CurvePoint:
+        return min(self.curve, key=lambda p: abs(p.n - n))
+
+
+def enough_trials(results: Results) -> list[EnoughTrials]:
+    out = []
+    for i, group in enumerate(results.groups):
+        scores = draw_scores(results, group)
+        n = len(scores)
+        curve = []
+        for size in _sizes(n):
+            stats = best_of_n(scores, size, seed=i)
+            if stats is not None and stats.feasible > 0:
+                curve.append(CurvePoint(size, results.score(stats.mean), results.score(stats.low),
+                                        results.score(stats.high)))
+        complete = sorted(results.score(t.value) for t in group.complete)
+        spread = statistics.median(complete) - complete[0] if complete else 0.0
+        good = sum(s <= complete[0] + GOOD * spread for s in complete) if complete else 0
+        gain = None
+        if n >= MIN_TRIALS and len(curve) >= 2:
+            half = min(curve, key=lambda p: abs(p.n - n // 2))
+            gain = max(0.0, results.score(half.expected) - results.score(curve[-1].expected))
+        out.append(EnoughTrials(group.label, n, curve, good, gain, spread))
+    return out
+
+
+def answer_could_change(results: Results, enough: list[EnoughTrials],
+                        points: list[IsolationPoint]) -> str:
+    """One sentence: would more trials still be likely to change which value is best?"""
+    ranked = sorted((p for p in points if p.best is not None),
+                    key=lambda p: results.score(p.best.value))
+    if len(ranked) < 2:
+        return "Fewer than two scientific values have a complete trial: nothing to compare yet."
+    leader = ranked[0]
+    by_label = {e.group: e for e in enough}
+    for other in ranked[1:]:
+        e = by_label[other.group.label]
+        gap = results.score(other.best.value) - results.score(leader.best.value)
+        if e.gain is None:
+            return (f"More trials could still change the answer: {other.group.label} has only "
+                    f"{e.trials} trial(s).")
+        if e.still_improving and e.gain >= gap:
+            return (f"More trials could still change the answer: {other.group.label}'s expected "
+                    f"best was still improving ({e.gain:.3g} from {e.trials // 2} to {e.trials} "
+                    f"trials), as much as its gap of {gap:.3g} to {leader.group.label}.")
+    overlapping = [p.group.label for p in ranked[1:] if p.band and leader.band
+                   and _overlap(results, leader.band, p.band)]
+    if overlapping:
+        return ("More trials are unlikely to improve any value much, but the bootstrap bands of "
+                f"{leader.group.label} and {', '.join(overlapping)} overlap: another draw of the "
+                "same number of trials could order them differently.")
+    return ("More trials are unlikely to change the answer: every value's expected best has "
+            "flattened, and the bootstrap bands do not overlap.")
+
+
+def _sizes(n: int) -> list[int]:
+    """About a dozen budgets from 1 to n, spaced geometrically, always with n/2 and n."""
+    if n < 1:
+        return []
+    return sorted({1, max(1, n // 2), n, *(max(1, round(n ** (i / 10))) for i in range(11))})
+
+
+def _overlap(results: Results, a: tuple[float, float], b: tuple[float, float]) -> bool:
+    # Bands are (better end, worse end); in score units a band is [low, high].
+    a_lo, a_hi = sorted(results.score(x) for x in a)
+    b_lo, b_hi = sorted(results.score(x) for x in b)
+    return a_lo <= b_hi and b_lo <= a_hi

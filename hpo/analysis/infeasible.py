@@ -1,0 +1,113 @@
+"""Infeasible trials: how often each scientific value failed, diverged or ran out of memory.
+
+A scientific value whose trials often diverge is harder to train, which is itself a result.
+And the playbook warns that a best learning rate right next to the infeasible region means
+training there is close to unstable: the best result may not survive another seed, and
+warmup or gradient clipping may help.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from optuna.trial import TrialState
+
+from hpo.analysis.results import infeasible_kind, is_infeasible
+from hpo.space import Float, Int
+
+if TYPE_CHECKING:
+    from hpo.analysis.results import Results
+
+_LEARNING_RATE = re.compile(r"(^|_)(lr|learning_rate)$")
+
+
+@dataclass(frozen=True)
+class Infeasibility:
+    group: str
+    finished: int
+    complete: int
+    pruned: int
+    failed: int  # errors other than the two below
+    diverged: int  # NaN or inf metric
+    oom: int  # out of memory
+    edge_notes: list[str] = field(default_factory=list)
+
+    @property
+    def infeasible(self) -> int:
+        return self.failed + self.diverged + self.oom
+
+    @property
+    def fraction(self) -> float:
+        return self.infeasible / self.finished if self.finished else 0.0
+
+    @property
+    def message(self) -> str:
+        if not self.finished:
+            return f"{self.group}: no finished trials yet"
+        kinds = ", ".join(f"{n} {k}" for n, k in ((self.diverged, "diverged"),
+                                                 (self.oom, "out of memory"),
+                                                 (self.failed, "failed")) if n)
+        text = (f"{self.group}: {self.infeasible} of {self.finished} finished trials infeasible "
+                f"({self.fraction:.0%}){': ' + kinds if kinds else ''}")
+        return "; ".join([text, *self.edge_notes])
+
+
+def is_learning_rate(name: str) -> bool:
+    """'learning_rate', 'lr', 'head_lr' (not 'lr_decay'): by the name's last words."""
+    return bool(_LEARNING_RATE.search(name.lower()))
+
+
+def infeasible_trials(results: Results) -> list[Infeasibility]:
+    """Counts per scientific value, and notes where the best learning rate borders failure."""
+    out = []
+    for group in results.groups:
+        finished = group.finished
+        bad = [t for t in finished if is_infeasible(t)]
+        kinds = [infeasible_kind(t) for t in bad]
+        out.append(Infeasibility(
+            group=group.label,
+            finished=len(finished),
+            complete=len(group.complete),
+            pruned=sum(t.state == TrialState.PRUNED for t in finished),
+            failed=kinds.count("failed"),
+            diverged=kinds.count("diverged"),
+            oom=kinds.count("oom"),
+            edge_notes=_learning_rate_at_edge(results, group),
+        ))
+    return out
+
+
+def _learning_rate_at_edge(results: Results, group) -> list[str]:
+    """For each learning-rate hyperparameter: is the best trial's value next to an infeasible one?
+
+    "Next to" means adjacent in the sorted values tried for this scientific value: no
+    feasible trial lies between the best one and a trial that failed.
+    """
+    best = results.best(group)
+    if best is None:
+        return []
+    notes = []
+    for name, dist in group.nuisance.items():
+        if not (isinstance(dist, (Float, Int)) and is_learning_rate(name)) or name not in best.params:
+            continue
+        tried = sorted((t for t in group.finished if name in t.params
+                        and (is_infeasible(t) or t.state == TrialState.COMPLETE)),
+                       key=lambda t: (t.params[name], t.number))
+        i = next(i for i, t in enumerate(tried) if t.number == best.number)
+        for j, side in ((i + 1, "higher"), (i - 1, "lower")):
+            if 0 <= j < len(tried) and is_infeasible(tried[j]):
+                t = tried[j]
+                notes.append(
+                    f"the best {name} ({best.params[name]:.4g}, trial #{best.number}) sits next "
+                    f"to the infeasible region: the next {side} {name} tried "
+                    f"({t.params[name]:.4g}, trial #{t.number}) {_past(infeasible_kind(t))}; "
+                    "training there is close to unstable, so expect run-to-run variance "
+                    "(consider warmup or gradient clipping)"
+                )
+    return notes
+
+
+def _past(kind: str) -> str:
+    return {"oom": "ran out of memory", "diverged": "diverged"}.get(kind, "failed")

@@ -1,0 +1,230 @@
+"""``hpo report``: every diagnostic for one study, as a markdown summary and one HTML file.
+
+The summary is short enough for a terminal and is also the study's note in optuna-dashboard.
+The HTML file is self-contained: plotly's JavaScript is inlined once and every plot is
+embedded, so it opens offline, from an e-mail or an artifact store, years later.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import TrialState
+
+from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
+from hpo.analysis.curves_diagnostics import CurveDiagnosis, curve_diagnostics
+from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
+from hpo.analysis.infeasible import Infeasibility, infeasible_trials
+from hpo.analysis.isolation import IsolationPoint, isolation_plot
+from hpo.analysis.results import Results, collect
+from hpo.analysis.verdict import Verdict, verdict
+
+if TYPE_CHECKING:
+    import optuna
+    import plotly.graph_objects as go
+
+    from hpo.study import Study
+
+REPORT_FILE = "report.html"
+SUMMARY_FILE = "summary.md"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    results: Results
+    isolation: list[IsolationPoint]
+    boundaries: list[BoundaryWarning]
+    infeasible: list[Infeasibility]
+    enough: list[EnoughTrials]
+    enough_sentence: str
+    curves: list[CurveDiagnosis]
+    verdict: Verdict
+
+
+def analyze(definition: Study, study: optuna.Study, *, study_file: str = "<study file>") -> Analysis:
+    """Run every diagnostic on the study's trials as they are now (running ones included)."""
+    results = collect(definition, study)
+    points = isolation_plot(results)
+    enough = enough_trials(results)
+    return Analysis(
+        results=results,
+        isolation=points,
+        boundaries=boundary_warnings(results),
+        infeasible=infeasible_trials(results),
+        enough=enough,
+        enough_sentence=answer_could_change(results, enough, points),
+        curves=curve_diagnostics(results),
+        verdict=verdict(results, study_file=study_file),
+    )
+
+
+# --- the summary ----------------------------------------------------------------------------
+
+
+def sections(analysis: Analysis) -> list[tuple[str, str]]:
+    """(plot id, markdown) pairs in reading order; the plot id names the figure that follows."""
+    r = analysis.results
+    design = [t for g in r.groups for t in g.trials]
+    states = {s: sum(t.state == s for t in design) for s in TrialState}
+    reruns = r.reruns
+    head = [
+        f"# hpo report: {r.name}",
+        "",
+        f"**Goal:** {r.goal}",
+        "",
+        f"{r.metric} ({r.direction}): {sum(t.state.is_finished() for t in design)} of "
+        f"{len(design)} design trials finished ({states[TrialState.COMPLETE]} complete, "
+        f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} infeasible, "
+        f"{states[TrialState.RUNNING]} running, {states[TrialState.WAITING]} waiting); "
+        f"{sum(t.state == TrialState.COMPLETE for t in reruns)} of {len(reruns)} seed re-runs "
+        "complete.",
+    ]
+    if r.fixed:
+        head += ["", "Fixed, a caveat on every conclusion: "
+                 + ", ".join(f"`{k}={_fmt(v)}`" for k, v in r.fixed.items()) + "."]
+    out = [("", "\n".join(head)), ("", "## Verdict\n\n" + analysis.verdict.text)]
+
+    rows = ["## Isolation: best trial per scientific value", "",
+            f"| scientific value | trials | best {r.metric} | 90% bootstrap band | trial | "
+            "nuisance values |", "|---|---|---|---|---|---|"]
+    for p in analysis.isolation:
+        best = p.best
+        band = f"{min(p.band):.4g} to {max(p.band):.4g}" if p.band else "-"
+        nuisance = ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()
+                             if k not in r.scientific) if best else ""
+        rows.append(f"| {p.group.label} | {p.trials} | {f'{best.value:.4g}' if best else '-'} | "
+                    f"{band} | {f'#{best.number}' if best else '-'} | {nuisance or '-'} |")
+    out.append(("isolation", "\n".join(rows)))
+
+    lines = ["## Search-space boundaries", ""]
+    lines += [f"- {w.message}" for w in analysis.boundaries] or [
+        "- No best trial sits in the outer 10% of a nuisance range."]
+    out.append(("axis", "\n".join(lines)))
+
+    lines = ["## Infeasible trials", ""] + [f"- {i.message}" for i in analysis.infeasible]
+    out.append(("infeasible", "\n".join(lines)))
+
+    lines = ["## Enough trials?", ""] + [f"- {e.message}" for e in analysis.enough]
+    lines += ["", analysis.enough_sentence]
+    out.append(("enough", "\n".join(lines)))
+
+    lines = ["## Training curves of the best trials", ""]
+    for d in analysis.curves:
+        if d.rank > 1:
+            continue  # the HTML report lists the runners-up; the summary stays short
+        if d.source == "none":
+            lines.append(f"- {d.group}, trial #{d.trial}: no curves recorded")
+            continue
+        found = "; ".join(f.message for f in d.findings) or "nothing unusual"
+        lines.append(f"- {d.group}, trial #{d.trial} ({d.source}): {found}")
+    out.append(("curves", "\n".join(lines)))
+    return out
+
+
+def summary_markdown(analysis: Analysis) -> str:
+    return "\n\n".join(md for _, md in sections(analysis)) + "\n"
+
+
+# --- the HTML file -------------------------------------------------------------------------
+
+
+def write_report(analysis: Analysis, out_dir: str | Path,
+                 figures: dict[str, go.Figure] | None = None) -> Path:
+    """Write ``report.html`` and ``summary.md`` into ``out_dir``; returns the HTML path."""
+    from hpo.analysis.plots import all_figures
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = all_figures(analysis) if figures is None else figures
+    body, plotly_js = [], True
+    for plot_id, md in sections(analysis):
+        body.append(markdown_to_html(md))
+        if plot_id in figures:
+            # plotly.js goes inline with the first figure only: one copy, no network needed.
+            body.append(figures[plot_id].to_html(full_html=False, include_plotlyjs=plotly_js,
+                                                 div_id=f"plot-{plot_id}"))
+            plotly_js = False
+    body.append(_all_curve_findings(analysis))
+    page = _PAGE.format(title=html.escape(f"hpo report: {analysis.results.name}"),
+                        body="\n".join(body))
+    path = out / REPORT_FILE
+    path.write_text(page, encoding="utf-8")
+    (out / SUMMARY_FILE).write_text(summary_markdown(analysis), encoding="utf-8")
+    return path
+
+
+def _all_curve_findings(analysis: Analysis) -> str:
+    lines = ["## Training-curve findings, best trials of each scientific value", ""]
+    for d in analysis.curves:
+        found = "; ".join(f.message for f in d.findings) or (
+            "no curves recorded" if d.source == "none" else "nothing unusual")
+        lines.append(f"- {d.group}, #{d.rank} trial #{d.trial}: {found}")
+    return markdown_to_html("\n".join(lines))
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+td, th {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
+code {{ background: #f3f3f3; padding: 0 .2rem; }}
+h2 {{ margin-top: 2.5rem; border-bottom: 1px solid #ddd; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def markdown_to_html(md: str) -> str:
+    """The markdown this module writes (headings, lists, tables, paragraphs) as HTML."""
+    out: list[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif m := re.match(r"(#{1,3}) (.*)", line):
+            level = len(m.group(1))
+            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
+            i += 1
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                if not all(set(c) <= {"-", ":"} for c in cells):
+                    tag = "th" if not rows else "td"
+                    rows.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in cells)
+                                + "</tr>")
+                i += 1
+            out.append("<table>" + "".join(rows) + "</table>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not re.match(r"(#|- |\|)", lines[i]):
+                para.append(lines[i])
+                i += 1
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

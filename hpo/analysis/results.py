@@ -1,0 +1,201 @@
+"""A study's trials sorted the playbook's way: by scientific value, design trials apart from re-runs.
+
+Every analysis compares *scientific values*, so every analysis starts here. Two kinds of trial
+are kept apart:
+
+* design trials: the study's balanced, paired design (one per slot, retries included);
+* seed re-runs (user attribute ``seed_rerun_of``, added by ``hpo seeds``): the same
+  hyperparameters as a design trial with a new seed. They measure run-to-run variance and
+  must not count as extra trials of the design, or one lucky seed would win the isolation plot.
+
+A scientific hyperparameter with very many values (``integer(16, 1024)``) is bucketed, so an
+isolation plot shows the best trial per slice instead of a thousand single points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import TrialState
+
+from hpo.sampling import slot_of
+from hpo.space import Int
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from hpo.space import Distribution
+    from hpo.study import Study
+
+RERUN_ATTR = "seed_rerun_of"
+# More distinct values than this and a scientific integer is plotted in slices.
+MAX_VALUES_UNBUCKETED = 12
+BUCKETS = 8
+
+
+def is_rerun(trial: FrozenTrial) -> bool:
+    return RERUN_ATTR in trial.user_attrs
+
+
+def is_infeasible(trial: FrozenTrial) -> bool:
+    """Failed, diverged or out of memory: the worker records all three as FAIL."""
+    return trial.state == TrialState.FAIL
+
+
+def infeasible_kind(trial: FrozenTrial) -> str:
+    """'oom', 'diverged' or 'failed' (any other error)."""
+    if trial.user_attrs.get("oom"):
+        return "oom"
+    if trial.user_attrs.get("diverged"):
+        return "diverged"
+    return "failed"
+
+
+@dataclass
+class Group:
+    """One scientific value (or a slice of values) and its trials."""
+
+    label: str
+    value: dict[str, Any]
+    nuisance: dict[str, Distribution]
+    trials: list[FrozenTrial] = field(default_factory=list)  # design trials, every state
+    reruns: list[FrozenTrial] = field(default_factory=list)  # seed re-runs of this group's trials
+
+    @property
+    def finished(self) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state.is_finished()]
+
+    @property
+    def complete(self) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+
+
+@dataclass
+class Results:
+    """The study's design, read back from a definition, and its trials grouped."""
+
+    name: str
+    goal: str
+    metric: str
+    direction: str
+    fixed: dict[str, Any]
+    groups: list[Group]
+    scientific: list[str]
+    other: list[FrozenTrial] = field(default_factory=list)  # trials outside the design
+
+    def score(self, value: float) -> float:
+        """The value oriented so that lower is better, whatever the direction."""
+        return value if self.direction == "minimize" else -value
+
+    def ranked(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+        """Complete trials, best first."""
+        done = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)]
+        return sorted(done, key=lambda t: (self.score(t.value), t.number))
+
+    def best(self, group: Group) -> FrozenTrial | None:
+        ranked = self.ranked(group.trials)
+        return ranked[0] if ranked else None
+
+    def better(self, a: float, b: float) -> bool:
+        return self.score(a) < self.score(b)
+
+    @property
+    def reruns(self) -> list[FrozenTrial]:
+        return [t for g in self.groups for t in g.reruns]
+
+
+def collect(definition: Study, study: optuna.Study) -> Results:
+    """Group a study's trials by scientific value (or slice of values)."""
+    space = definition.space
+    names = list(space.scientific)
+    values = space.scientific_values()
+    key_of = _bucketing(definition)
+    groups: dict[tuple, Group] = {}
+    for value in values:
+        key, label, shown = key_of(value)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = Group(label=label, value=shown, nuisance=dict(space.active_nuisance(value)))
+        else:
+            # A slice holds several values: the union of their nuisance hyperparameters.
+            for n, d in space.active_nuisance(value).items():
+                group.nuisance.setdefault(n, d)
+    other = []
+    for trial in study.get_trials(deepcopy=False):
+        value = _scientific_value(trial, names, values)
+        if value is None:
+            other.append(trial)
+            continue
+        group = groups[key_of(value)[0]]
+        (group.reruns if is_rerun(trial) else group.trials).append(trial)
+    return Results(
+        name=definition.name,
+        goal=definition.goal,
+        metric=definition.metric,
+        direction=definition.direction,
+        fixed=dict(space.fixed),
+        groups=list(groups.values()),
+        scientific=names,
+        other=other,
+    )
+
+
+def _scientific_value(trial: FrozenTrial, names: list[str], values: list[dict]) -> dict | None:
+    """The trial's scientific value: from its params once sampled, else from its slot."""
+    if all(n in trial.params for n in names):
+        return {n: trial.params[n] for n in names}
+    if "slot" in trial.user_attrs or is_rerun(trial):
+        # A WAITING trial has no params yet; its slot already says which value it will get.
+        return values[slot_of(trial) % len(values)]
+    return None
+
+
+def _bucketing(definition: Study) -> Callable[[dict], tuple[tuple, str, dict]]:
+    """A function: scientific value -> (group key, label, value shown)."""
+    space = definition.space
+    edges: dict[str, list[int]] = {}
+    for name, dist in space.scientific.items():
+        if isinstance(dist, Int) and len(dist.values()) > MAX_VALUES_UNBUCKETED:
+            edges[name] = _bucket_edges(dist)
+
+    def key_of(value: dict) -> tuple[tuple, str, dict]:
+        key, parts, shown = [], [], {}
+        for name, v in value.items():
+            if name in edges:
+                lo, hi = _slice(edges[name], v)
+                key.append((name, lo))
+                parts.append(f"{name} in [{lo}, {hi}]")
+                shown[name] = (lo, hi)
+            else:
+                key.append((name, v))
+                parts.append(f"{name}={v}")
+                shown[name] = v
+        return tuple(key), ", ".join(parts) or "(all trials)", shown
+
+    return key_of
+
+
+def _bucket_edges(dist: Int) -> list[int]:
+    """BUCKETS slices of an integer range (log-spaced for a log range); last edge inclusive."""
+    if dist.log:
+        lo, hi = math.log(dist.low), math.log(dist.high + 1)
+        raw = [round(math.exp(lo + i * (hi - lo) / BUCKETS)) for i in range(BUCKETS + 1)]
+    else:
+        raw = [round(dist.low + i * (dist.high + 1 - dist.low) / BUCKETS) for i in range(BUCKETS + 1)]
+    edges = sorted(set(raw))
+    edges[-1] = dist.high
+    return edges
+
+
+def _slice(edges: list[int], v: int) -> tuple[int, int]:
+    """The inclusive [lo, hi] slice holding v: [e0, e1 - 1], ..., [e(k-1), ek]."""
+    i = max(j for j in range(len(edges) - 1) if edges[j] <= v)
+    return edges[i], (edges[i + 1] - 1 if i + 2 < len(edges) else edges[-1])
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
