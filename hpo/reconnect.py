@@ -29,12 +29,17 @@ PATIENCE_ENV = "HPO_DB_PATIENCE"
 DEFAULT_PATIENCE = 600.0
 
 
-def _is_connection_error(error: BaseException) -> bool:
+def _is_connection_error(error: BaseException | None) -> bool:
+    """A lost connection, also when Optuna wrapped it (StorageInternalError from e)."""
     import sqlalchemy.exc
 
-    if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+    while error is not None:
+        if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _retrying(method: F) -> F:
@@ -67,9 +72,11 @@ class ReconnectingRDBStorage(RDBStorage):
     """Optuna's RDBStorage whose public calls survive a database restart."""
 
 
-# Every call a worker, the sampler or the reaper makes. Table creation in __init__ is not
-# here: a worker that cannot reach the database at start-up should say so and stop.
+# Every call a worker, the sampler or the reaper makes, including the private ones Optuna's
+# own caching layer (_CachedStorage) calls on its backend. Table creation in __init__ is
+# not here: a worker that cannot reach the database at start-up should say so and stop.
 for _name in (
+    "_create_new_trial", "_get_best_trial_id", "_get_trials", "_set_trial_param",
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
     "get_study_user_attrs", "get_study_system_attrs", "get_all_studies",
