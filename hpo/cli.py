@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     common(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
 
+    status = sub.add_parser("status", help="progress, ETA, running and stale trials (read-only)")
+    common(status)
+
     # Analysis commands read a study already in storage; none of them creates one.
     def stored(p: argparse.ArgumentParser) -> None:
         p.add_argument("study_file", type=Path, help="the Python file that defines the hpo.Study")
@@ -110,6 +113,35 @@ def _parser() -> argparse.ArgumentParser:
                         help="csv (default), json, or parquet (needs pyarrow)")
     export.add_argument("--out", type=Path, metavar="FILE",
                         help="output file (default: standard output; parquet needs a file)")
+
+    scan = sub.add_parser("batch-scan", help=(
+        "feasible batch sizes and their training throughput, by doubling (playbook: "
+        "choosing the batch size)"))
+    scan.add_argument("study_file", type=Path, help=(
+        "a study file whose objective is hpo.train.objective(model, data): its model, data "
+        "and hyperparameters are scanned"))
+    scan.add_argument("--device", help="cpu, cuda, cuda:1... (default: $HPO_DEVICE, else "
+                      "cuda:0 if a GPU is visible, else cpu)")
+    scan.add_argument("--max-memory", metavar="SIZE", help=(
+        "stop before a size whose memory exceeds SIZE (512MB, 2GB, 4GiB); on CPU the memory "
+        "is estimated, default a quarter of this machine's; on CUDA it is measured, and "
+        "running out also stops the scan"))
+    scan.add_argument("--start", type=_positive_int, default=8, metavar="B",
+                      help="first batch size (default: 8)")
+    scan.add_argument("--max-batch-size", type=_positive_int, metavar="B",
+                      help="largest batch size to try (default: until memory or data runs out)")
+    scan.add_argument("--steps", type=_positive_int, default=20, metavar="N",
+                      help="timed training steps per batch size (default: 20)")
+    scan.add_argument("--min-speedup", type=float, default=1.7, metavar="X", help=(
+        "a doubling scales if examples/s grow at least X times (default: 1.7; perfect is 2)"))
+    scan.add_argument("--set", action="append", metavar="NAME=VALUE", help=(
+        "override a hyperparameter, e.g. --set optimizer=adam (default: fixed values, the "
+        "first scientific value, the middle of each nuisance range); repeatable"))
+    scan.add_argument("--threads", type=_positive_int, metavar="N",
+                      help="torch CPU threads (default: torch's)")
+    scan.add_argument("--plot", type=Path, default=Path("batch-scan.svg"), metavar="FILE",
+                      help="SVG plot of throughput by batch size (default: ./batch-scan.svg)")
+    scan.set_defaults(storage=None)  # reads no storage; main() resolves one for every command
     return parser
 
 
@@ -130,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         # Through the environment, so the worker processes a fleet starts inherit it.
         os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
     try:
-        return {"run": _run, "workers": _run, "worker": _worker, "report": _report,
-                "seeds": _seeds, "dashboard": _dashboard, "export": _export}[args.command](args, url)
+        return {"run": _run, "workers": _run, "worker": _worker, "status": _status, "report": _report,
+                "seeds": _seeds, "dashboard": _dashboard, "export": _export,
+                "batch-scan": _batch_scan}[args.command](args, url)
     except (SpaceError, StorageError) as e:
         print(f"hpo: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -169,6 +202,25 @@ def _run(args: argparse.Namespace, url: str) -> int:
         print(f"hpo: error: {finished} of {budget} trials done; workers gave up "
               "(see their errors above)", file=sys.stderr)
         return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace, url: str) -> int:
+    import optuna
+
+    from hpo.status import status_text
+    from hpo.storage import open_storage
+    from hpo.study import load_study_file
+
+    definition = load_study_file(args.study_file)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=definition.name,
+                                  storage=open_storage(url, create=False))
+    except KeyError:
+        raise StorageError(f"no study named {definition.name!r} in {redact(url)}; start it with "
+                           f"hpo run or hpo workers") from None
+    print(status_text(definition, study, args.trials))
     return EXIT_OK
 
 
@@ -281,6 +333,13 @@ def _export(args: argparse.Namespace, url: str) -> int:
         args.out.write_text(text, encoding="utf-8")
     print(f"hpo: {len(rows)} trial(s) written to {args.out}", file=sys.stderr)
     return EXIT_OK
+
+
+def _batch_scan(args: argparse.Namespace, url: str) -> int:
+    """``hpo batch-scan``: see hpo/train/batch_scan.py; bad input is a SpaceError (exit 2)."""
+    from hpo.train.batch_scan import run
+
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -97,10 +97,17 @@ def _clean(error: BaseException, url: str) -> str:
     return text
 
 
-def open_storage(url: str) -> BaseStorage:
-    """An Optuna storage for the URL; an unusable URL raises StorageError with one line."""
+def open_storage(url: str, *, create: bool = True) -> BaseStorage:
+    """An Optuna storage for the URL; an unusable URL raises StorageError with one line.
+
+    ``create=False`` is for read-only commands: a journal file that does not exist is an
+    error rather than a new empty file.
+    """
     storage_kind = kind(url)
     if storage_kind == "journal":
+        if not create and not Path(url).is_file():
+            raise StorageError(f"storage {url!r} does not exist; give the journal file the "
+                               f"workers wrote (--storage or ${ENV_VAR})")
         return _open_journal(url)
     import optuna
     import sqlalchemy.exc

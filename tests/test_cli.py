@@ -99,10 +99,13 @@ def objective(config, ctx):
         return math.nan
     if kind == "typo":
         return config["learning_rat"]
+    if kind == "oom":
+        import torch
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     return config["x"]
 
 study = Study(name="failing-v1", goal="g", metric="loss",
-              space={"kind": scientific(choice("ok", "raises", "nan", "typo")),
+              space={"kind": scientific(choice("ok", "raises", "nan", "typo", "oom")),
                      "x": nuisance(uniform(0.0, 1.0))},
               objective=objective, trials_per_value=2)
 '''
@@ -126,6 +129,9 @@ def test_objective_failures_are_recorded_and_the_worker_goes_on(tmp_path):
         assert "raise ValueError" in t.user_attrs["traceback"]
     for t in by_kind["nan"]:
         assert t.state.name == "FAIL" and t.user_attrs["diverged"] is True
+    for t in by_kind["oom"]:
+        assert t.state.name == "FAIL" and t.user_attrs["oom"] is True
+        assert t.user_attrs["error"].startswith("out of memory: OutOfMemoryError: CUDA out of memory")
     for t in by_kind["typo"]:
         assert t.state.name == "FAIL"
         assert "unknown hyperparameter 'learning_rat'" in t.user_attrs["error"]

@@ -1,0 +1,123 @@
+"""``hpo status``: what is running where, what is stale, and how far the budget has come.
+
+Read-only: it never creates, lays out or changes anything in storage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import TrialState
+
+from hpo.budget import progress
+from hpo.liveness import dead_trials
+from hpo.sampling import SLOT_ATTR
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.study import Study
+
+STATES = ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")
+
+
+def planned_budget(study: optuna.Study) -> int:
+    """The budget laid out so far: the number of distinct slots."""
+    return len({t.user_attrs[SLOT_ATTR] for t in study.get_trials(deepcopy=False)
+                if SLOT_ATTR in t.user_attrs})
+
+
+def heartbeat_ages(study: optuna.Study, trial_ids: list[int]) -> dict[int, float]:
+    """Seconds since each running trial's last heartbeat (PostgreSQL only; {} otherwise)."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    engine = getattr(backend, "engine", None)
+    if engine is None or not trial_ids or engine.dialect.name != "postgresql":
+        return {}
+    import sqlalchemy
+
+    query = sqlalchemy.text(
+        "SELECT trial_id, EXTRACT(EPOCH FROM (now() - heartbeat)) FROM trial_heartbeats "
+        "WHERE trial_id = ANY(:ids)")
+    with engine.connect() as conn:
+        return {row[0]: float(row[1]) for row in conn.execute(query, {"ids": trial_ids})}
+
+
+def status_text(definition: Study, study: optuna.Study, budget: int | None = None,
+                now: dt.datetime | None = None) -> str:
+    trials = study.get_trials(deepcopy=False)
+    budget = budget or planned_budget(study) or definition.budget
+    now = now or dt.datetime.now()
+    done, _ = progress(study, budget)
+    lines = [f"study {definition.name!r} ({definition.phase}): {definition.goal}",
+             f"budget: {done} of {budget} trials done ({100 * done / budget:.0f}%), "
+             f"{_eta(trials, done, budget, now)}", ""]
+
+    names = list(definition.space.scientific)
+    rows = [["scientific value", *(s.lower() for s in STATES)]]
+    for value in definition.space.scientific_values():
+        counts = Counter(t.state.name for t in trials
+                         if all(t.params.get(n) == v for n, v in value.items()) or
+                         (not t.params and _slot_value(definition, t) == value))
+        label = ", ".join(f"{k}={v}" for k, v in value.items()) or "(all trials)"
+        rows.append([label, *(str(counts.get(s, 0)) for s in STATES)])
+    lines += _table(rows) + [""]
+
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    ages = heartbeat_ages(study, [t._trial_id for t in running])
+    stale = {t.number for t in dead_trials(study)}
+    if running:
+        rows = [["trial", "scientific value", "host", "gpu", "pid", "running for", "heartbeat"]]
+        for t in running:
+            started = t.datetime_start or now
+            beat = ages.get(t._trial_id)
+            rows.append([
+                f"#{t.number}", ", ".join(f"{n}={t.params.get(n, '?')}" for n in names) or "-",
+                str(t.user_attrs.get("host", "?")), str(t.user_attrs.get("gpu", "?")),
+                str(t.user_attrs.get("worker_pid", "?")), _duration((now - started).total_seconds()),
+                (f"{beat:.0f}s ago" if beat is not None else "n/a") +
+                (" STALE" if t.number in stale else ""),
+            ])
+        lines += ["running:"] + _table(rows)
+    else:
+        lines.append("running: none")
+    if stale:
+        lines.append(f"stale: {len(stale)} trial(s) whose worker is gone (#"
+                     + ", #".join(map(str, sorted(stale)))
+                     + "); any worker of this study fails and retries them")
+    return "\n".join(lines)
+
+
+def _slot_value(definition: Study, trial: Any) -> dict[str, Any] | None:
+    slot = trial.user_attrs.get(SLOT_ATTR)
+    values = definition.space.scientific_values()
+    return None if slot is None else values[slot % len(values)]
+
+
+def _eta(trials: list, done: int, budget: int, now: dt.datetime) -> str:
+    if done >= budget:
+        return "finished"
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    finished = [t for t in trials if t.state.is_finished() and t.datetime_complete]
+    if not starts or not finished or done == 0:
+        return "ETA unknown until a trial finishes"
+    elapsed = (now - min(starts)).total_seconds()
+    return f"ETA {_duration(elapsed / done * (budget - done))} at the rate so far"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return out
+
