@@ -22,6 +22,12 @@ PG_SERVER = os.environ.get("HPO_TEST_PG", "postgresql+psycopg2://postgres@127.0.
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _checkpoints_outside_the_repo(tmp_path_factory):
+    """Objectives that checkpoint without --checkpoint-dir write to a temp folder, not ./"""
+    os.environ.setdefault("HPO_CHECKPOINT_DIR", str(tmp_path_factory.mktemp("checkpoints")))
+
+
 @pytest.fixture
 def pg_url():
     """A fresh, empty PostgreSQL database for one test; its URL."""
