@@ -14,7 +14,7 @@ workers may start at once, and ``--trials`` may later grow the budget.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
@@ -48,16 +48,45 @@ def take(study: optuna.Study, budget: int) -> int | None:
     Unlike ``Study.ask``, this never creates a trial, which is what keeps the total exact.
     """
     storage = study._storage  # the same private handle Study.ask uses to pop a trial
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if trial.user_attrs.get(SLOT_ATTR, 0) >= budget:
+    backend = getattr(storage, "_backend", storage)
+    if hasattr(backend, "waiting_trial_ids"):
+        # PostgreSQL: look at the next few only. Study.ask reads every WAITING trial with
+        # all its attributes, which would grow with the budget on every take.
+        head = backend.waiting_trial_ids(study._study_id, limit=_HEAD)
+        claimed = _claim_first(storage, head, budget)
+        if claimed is not None or len(head) < _HEAD:
+            return claimed
+        # The head is all beyond a budget that shrank since it was laid out: look further.
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    return _claim_first(storage, [(t._trial_id, t.user_attrs.get(SLOT_ATTR)) for t in waiting],
+                        budget)
+
+
+_HEAD = 16
+
+
+def _claim_first(storage: Any, candidates: list[tuple[int, Any]], budget: int) -> int | None:
+    for trial_id, slot in candidates:
+        # Slots laid out by an earlier, larger budget wait for a run that asks for them.
+        if slot is not None and slot >= budget:
             continue
         try:
             # False (or an error) when another worker popped it first: try the next one.
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
-                return trial._trial_id
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                return trial_id
         except UpdateFinishedTrialError:  # it finished meanwhile
             continue
     return None
+
+
+def set_user_attrs(study: optuna.Study, trial_id: int, attrs: dict) -> None:
+    """Write several user attributes, in one transaction where the storage allows it."""
+    backend = getattr(study._storage, "_backend", study._storage)
+    if hasattr(backend, "set_trial_user_attrs"):
+        backend.set_trial_user_attrs(trial_id, attrs)
+    else:
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial_id, key, value)
 
 
 def progress(study: optuna.Study, budget: int) -> tuple[int, int]:

@@ -37,6 +37,7 @@ class WorkerStopped(BaseException):
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+REAP_SECONDS = 5.0  # while busy; an idle worker reaps on every pass
 
 
 # Code that must not be interrupted halfway: a lock or a transaction could be left behind
@@ -72,7 +73,7 @@ def run_worker(
     """
     import optuna
 
-    from hpo.budget import progress, take
+    from hpo.budget import progress, set_user_attrs, take
     from hpo.liveness import reap
     from hpo.provenance import collect
     from hpo.study import open_in_storage
@@ -85,9 +86,12 @@ def run_worker(
     provenance = collect(study_file)
     storage = study._storage
     ran = 0
+    reaped_at = 0.0
     try:
         while True:
-            reap(study, max_retry=max_retry)
+            if time.monotonic() - reaped_at > REAP_SECONDS:
+                reap(study, max_retry=max_retry)
+                reaped_at = time.monotonic()
             # A stop signal while a trial changes hands would leave it RUNNING with nobody
             # running it: hold signals until the trial is ours and marked as ours...
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -97,10 +101,10 @@ def run_worker(
                 if progress(study, total)[0] >= total:
                     return ran
                 time.sleep(poll_seconds)
+                reaped_at = 0.0  # idle: reap on every pass, a retry may be all that is left
                 continue
             # Whose trial this is, first: the reaper judges a RUNNING trial by host and pid.
-            for key, value in provenance.items():
-                storage.set_trial_user_attr(trial_id, key, value)
+            set_user_attrs(study, trial_id, provenance)
             try:
                 # ...and deliver a pending one here, where the trial is handed back.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)

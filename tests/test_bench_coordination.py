@@ -1,0 +1,21 @@
+"""Keep bench/coordination.py from rotting: its quick mode runs and prints its ratio."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.postgres
+def test_coordination_benchmark_quick_prints_the_ratio():
+    result = subprocess.run([sys.executable, "bench/coordination.py", "--quick"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "hpo / optuna" in result.stdout
+    row = [line for line in result.stdout.splitlines() if line.strip().startswith("20 ")]
+    assert row and row[0].rstrip().endswith("x")
