@@ -150,7 +150,13 @@ class Context:
         ``$HPO_CHECKPOINT_DIR``) so a retry on another machine finds it too.
         """
         slot = self._trial.user_attrs.get("slot", f"trial-{self._trial.number}")
-        return self._checkpoint_root / _safe(self._study_name) / f"slot-{slot}"
+        folder = f"slot-{slot}"
+        if "seed_rerun_of" in self._trial.user_attrs:
+            # A seed re-run (hpo seeds) keeps its original's slot but is a run of its own: it
+            # must neither resume the original's (or a sibling re-run's) checkpoints nor
+            # delete them. Keyed by its seed, so a retry of the re-run still finds its own.
+            folder += f"-seed-{self._trial.user_attrs.get('seed')}"
+        return self._checkpoint_root / _safe(self._study_name) / folder
 
     def save_checkpoint(self, step: int, state: Any, *, name: str = "last") -> Path:
         """Write ``state`` (anything ``torch.save`` takes) reached at ``step``, atomically.

@@ -5,7 +5,12 @@ The public API is what ``__all__`` lists. plotly is imported only by the functio
 """
 
 from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
-from hpo.analysis.curves_diagnostics import CurveDiagnosis, Finding, curve_diagnostics, diagnose_curve
+from hpo.analysis.curves_diagnostics import (
+    CurveDiagnosis,
+    Finding,
+    curve_diagnostics,
+    diagnose_curve,
+)
 from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
 from hpo.analysis.infeasible import Infeasibility, infeasible_trials
 from hpo.analysis.isolation import IsolationPoint, isolation_plot

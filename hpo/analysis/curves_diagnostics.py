@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 # Thresholds are fractions of the curve's total improvement ("scale"), so they mean the same
 # on a loss from 2.3 to 0.1 and on an error rate from 0.9 to 0.02.
 OVERFIT_RISE = 0.05  # worse than the best by 5% of the improvement, and beyond the noise
-NOISE = 0.05  # late step-to-step noise above 5% of the improvement
+NOISE = 0.10  # late step-to-step noise above 10% of the improvement
 STILL_IMPROVING = 0.02  # the last quarter improved by more than 2% of the improvement
 SATURATED = 0.05  # within 5% of the final level...
 SATURATED_BY = 0.5  # ...by half of training
@@ -89,7 +89,14 @@ def diagnose_curve(
     last = max((int(x) for x in steps), default=0)
     total = max_train_steps or last
     if best_step is not None and total > 0:
-        findings += _checkpoint_findings(int(best_step), int(total))
+        where = _checkpoint_findings(int(best_step), int(total))
+        if any(f.code == "not_learning" for f in findings):
+            where = []  # nothing was learned: where the "best" point fell means nothing
+        elif any(f.code == "saturated" for f in findings):
+            # On a flat curve the best checkpoint's place is chance: "late" would contradict
+            # "train shorter" with nothing behind it.
+            where = [f for f in where if f.code != "best_checkpoint_late"]
+        findings += where
     return findings
 
 
@@ -138,37 +145,43 @@ def _validation_series(curves: Mapping[str, Any], direction: str) -> tuple[str, 
 
 def _validation_findings(name: str, steps: np.ndarray, b: np.ndarray) -> list[Finding]:
     n = len(b)
-    i_best = int(np.argmin(b))
-    scale = b[0] - b[i_best]
-    if scale <= 1e-9 * max(1.0, abs(b[0])):
-        if np.ptp(b) <= 1e-9 * max(1.0, abs(b[0])):
-            return [Finding("not_learning", f"flat: the {name} never moved from {_show(b[0])}; "
-                            "check the learning rate (too low?) and that the model is trained")]
-        return [Finding("not_learning", f"the {name} never improved on its first evaluation "
-                        f"({_show(b[0])}); the learning rate may be far too high or too low")]
-    findings = []
+    tiny = 1e-9 * max(1.0, abs(float(b[0])))
+    if np.ptp(b) <= tiny:
+        return [Finding("not_learning", f"flat: the {name} never moved from {_show(b[0])}; "
+                        "check the learning rate (too low?) and that the model is trained")]
+    # Levels are read from a moving average, so one lucky evaluation is not "the best";
+    # noise is the step-to-step jitter of the raw second half, trend removed by differencing.
+    w = max(3, n // 10) if n >= 9 else 1
+    sm = np.convolve(b, np.ones(w) / w, mode="valid")
+    sm_steps = steps[w // 2: w // 2 + len(sm)]
+    i_best = int(np.argmin(sm))
+    scale = float(sm[0] - sm[i_best])
+    if scale <= tiny:
+        return [Finding("not_learning", f"the {name} never improved on its first evaluations "
+                        f"({_show(sm[0])}); the learning rate may be far too high or too low")]
+    noise = float(np.std(np.diff(b[n // 2:]))) / np.sqrt(2)
     late = b[int(n * LATE):] if n - int(n * LATE) >= 3 else b[-3:]
-    noise = float(np.std(np.diff(late))) / np.sqrt(2)  # per-point noise, trend removed
-    tail = b[-max(2, n // 10):]
-    rise = float(tail.mean() - b[i_best])
-    overfit = i_best < n - len(tail) and rise > max(OVERFIT_RISE * scale, 3 * noise)
+    late_noise = float(np.std(np.diff(late))) / np.sqrt(2)
+    findings = []
+    rise = float(sm[-1] - sm[i_best])
+    overfit = i_best < len(sm) - 1 and rise > max(OVERFIT_RISE * scale, 2 * noise)
     if overfit:
         findings.append(Finding(
             "overfitting",
-            f"overfitting: the {name} was best at step {int(steps[i_best])} and ended "
+            f"overfitting: the {name} was best near step {int(sm_steps[i_best])} and ended "
             f"{_show(rise)} worse ({rise / scale:.0%} of its improvement); regularize "
             "(weight decay, dropout, augmentation) or rely on the best checkpoint"))
-    if noise > NOISE * scale:
+    if late_noise > NOISE * scale:
         findings.append(Finding(
             "noisy",
             f"high step-to-step variance late in training: the {name} jumps by about "
-            f"{_show(noise)} between evaluations ({noise / scale:.0%} of its improvement); "
-            "comparisons are noisy: consider learning-rate decay, a larger batch, or evaluating "
-            "on more data"))
+            f"{_show(late_noise)} between evaluations ({late_noise / scale:.0%} of its "
+            "improvement); comparisons are noisy: consider learning-rate decay, a larger batch, "
+            "or evaluating on more data"))
     late_steps = steps[-len(late):]
     slope = float(np.polyfit(late_steps, late, 1)[0]) if np.ptp(late_steps) > 0 else 0.0
     gained = -slope * float(np.ptp(late_steps))  # the trend's improvement over the last quarter
-    improving = (not overfit and i_best >= n - max(2, n // 10)
+    improving = (not overfit and i_best >= len(sm) - max(2, len(sm) // 10)
                  and gained > max(STILL_IMPROVING * scale, 2 * noise))
     if improving:
         findings.append(Finding(
@@ -176,16 +189,15 @@ def _validation_findings(name: str, steps: np.ndarray, b: np.ndarray) -> list[Fi
             f"still improving at the end: the {name} improved by {_show(gained)} over the last "
             f"{1 - LATE:.0%} of training; train longer (more max_train_steps)"))
     if not overfit and not improving:
-        final = float(tail.mean())
-        within = np.nonzero(b <= final + SATURATED * scale)[0]
-        first = int(within[0]) if len(within) else n - 1
+        within = np.nonzero(sm <= sm[-1] + max(SATURATED * scale, 2 * noise))[0]
+        first = int(within[0])  # sm[-1] itself qualifies, so there is one
         last_step = float(steps[-1])
-        if last_step > 0 and steps[first] <= SATURATED_BY * last_step:
+        if last_step > 0 and sm_steps[first] <= SATURATED_BY * last_step:
             findings.append(Finding(
                 "saturated",
                 f"saturated early: the {name} was within {SATURATED:.0%} of its final level by "
-                f"step {int(steps[first])} ({steps[first] / last_step:.0%} of training) and "
-                "flat after; train shorter, the extra steps bought nothing"))
+                f"step {int(sm_steps[first])} ({sm_steps[first] / last_step:.0%} of training) "
+                "and flat after; train shorter, the extra steps bought nothing"))
     return findings
 
 

@@ -10,9 +10,10 @@ answer.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from hpo.analysis._bootstrap import best_of_n
 from hpo.analysis.isolation import draw_scores
@@ -22,8 +23,11 @@ if TYPE_CHECKING:
     from hpo.analysis.results import Results
 
 MIN_TRIALS = 4  # fewer, and a bootstrap says nothing
-GOOD = 0.1  # "good": within this fraction of the (median - best) spread of the best trial
-FLAT = 0.05  # a gain under this fraction of the spread is "flat"
+# Both judged against the study's spread, its upper-quartile trial minus its best: what counts
+# as a real change is relative to how much the hyperparameters matter in this study. (Not the
+# median: with one scientific value far better, the median falls inside its tight cluster.)
+GOOD = 0.1  # "good region": within this fraction of the spread of the value's best trial
+FLAT = 0.05  # a gain from N/2 to N trials under this fraction of the spread is "flat"
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class EnoughTrials:
     curve: list[CurvePoint]
     good: int  # complete trials in the good region
     gain: float | None  # expected improvement from N/2 to N trials, metric units, >= 0 better
-    spread: float  # median - best of the complete trials, metric units
+    spread: float  # the study's upper quartile - best of its complete trials, metric units
 
     @property
     def still_improving(self) -> bool:
@@ -64,6 +68,8 @@ class EnoughTrials:
 
 
 def enough_trials(results: Results) -> list[EnoughTrials]:
+    everything = sorted(results.score(t.value) for g in results.groups for t in g.complete)
+    spread = float(np.quantile(everything, 0.75)) - everything[0] if everything else 0.0
     out = []
     for i, group in enumerate(results.groups):
         scores = draw_scores(results, group)
@@ -75,7 +81,6 @@ def enough_trials(results: Results) -> list[EnoughTrials]:
                 curve.append(CurvePoint(size, results.score(stats.mean), results.score(stats.low),
                                         results.score(stats.high)))
         complete = sorted(results.score(t.value) for t in group.complete)
-        spread = statistics.median(complete) - complete[0] if complete else 0.0
         good = sum(s <= complete[0] + GOOD * spread for s in complete) if complete else 0
         gain = None
         if n >= MIN_TRIALS and len(curve) >= 2:
@@ -94,6 +99,12 @@ def answer_could_change(results: Results, enough: list[EnoughTrials],
         return "Fewer than two scientific values have a complete trial: nothing to compare yet."
     leader = ranked[0]
     by_label = {e.group: e for e in enough}
+    tied = results.score(ranked[1].best.value) == results.score(leader.best.value)
+    if tied and by_label[leader.group.label].still_improving:
+        e = by_label[leader.group.label]
+        return (f"More trials could still change the answer: {leader.group.label} shares the "
+                f"best single trial and its expected best was still improving ({e.gain:.3g} from "
+                f"{e.trials // 2} to {e.trials} trials).")
     for other in ranked[1:]:
         e = by_label[other.group.label]
         gap = results.score(other.best.value) - results.score(leader.best.value)

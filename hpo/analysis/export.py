@@ -27,7 +27,8 @@ FORMATS = ("csv", "json", "parquet")
 _NESTED = ("curves",)  # user attributes too big for a table cell
 
 
-def trial_rows(definition: Study, study: optuna.Study, *, nested: bool = False) -> list[dict[str, Any]]:
+def trial_rows(definition: Study, study: optuna.Study, *,
+               nested: bool = False) -> list[dict[str, Any]]:
     space = definition.space
     roles = {n: hp.role for n, hp in space.hyperparameters.items()}
     rows = []
@@ -95,9 +96,11 @@ def write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def has_pyarrow() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pyarrow") is not None
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _cell(value: Any) -> Any:

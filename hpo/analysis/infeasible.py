@@ -82,30 +82,42 @@ def infeasible_trials(results: Results) -> list[Infeasibility]:
 def _learning_rate_at_edge(results: Results, group) -> list[str]:
     """For each learning-rate hyperparameter: is the best trial's value next to an infeasible one?
 
-    "Next to" means adjacent in the sorted values tried for this scientific value: no
-    feasible trial lies between the best one and a trial that failed.
+    "Next to" means no complete trial of this scientific value lies between the best one and
+    a trial that failed (or the failed one was tried at the very same value).
     """
     best = results.best(group)
     if best is None:
         return []
     notes = []
     for name, dist in group.nuisance.items():
-        if not (isinstance(dist, (Float, Int)) and is_learning_rate(name)) or name not in best.params:
+        if not (isinstance(dist, (Float, Int)) and is_learning_rate(name)):
             continue
-        tried = sorted((t for t in group.finished if name in t.params
-                        and (is_infeasible(t) or t.state == TrialState.COMPLETE)),
-                       key=lambda t: (t.params[name], t.number))
-        i = next(i for i, t in enumerate(tried) if t.number == best.number)
-        for j, side in ((i + 1, "higher"), (i - 1, "lower")):
-            if 0 <= j < len(tried) and is_infeasible(tried[j]):
-                t = tried[j]
-                notes.append(
-                    f"the best {name} ({best.params[name]:.4g}, trial #{best.number}) sits next "
-                    f"to the infeasible region: the next {side} {name} tried "
-                    f"({t.params[name]:.4g}, trial #{t.number}) {_past(infeasible_kind(t))}; "
-                    "training there is close to unstable, so expect run-to-run variance "
-                    "(consider warmup or gradient clipping)"
-                )
+        if name not in best.params:
+            continue
+        at = best.params[name]
+        feasible = [t.params[name] for t in group.complete if name in t.params]
+        failed = [t for t in group.finished if is_infeasible(t) and name in t.params]
+        above = min((v for v in feasible if v > at), default=float("inf"))
+        below = max((v for v in feasible if v < at), default=float("-inf"))
+        neighbours = [
+            ("higher", min((t for t in failed if at < t.params[name] < above),
+                           key=lambda t: t.params[name], default=None)),
+            ("lower", max((t for t in failed if below < t.params[name] < at),
+                          key=lambda t: t.params[name], default=None)),
+            ("same", next((t for t in failed if t.params[name] == at), None)),
+        ]
+        for side, t in neighbours:
+            if t is None:
+                continue
+            if side == "same":
+                what = f"trial #{t.number}, at the same {name},"
+            else:
+                what = f"the next {side} {name} tried ({t.params[name]:.4g}, trial #{t.number})"
+            notes.append(
+                f"the best {name} ({at:.4g}, trial #{best.number}) sits next to the infeasible "
+                f"region: {what} {_past(infeasible_kind(t))}; training there is close to "
+                "unstable, so expect run-to-run variance (consider warmup or gradient clipping)"
+            )
     return notes
 
 

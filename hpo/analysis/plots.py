@@ -31,7 +31,7 @@ def all_figures(analysis: Analysis) -> dict[str, go.Figure]:
     """Every plot, by a stable id (also the dashboard's graph id, so a new report replaces it)."""
     figures = {
         "isolation": isolation_figure(analysis),
-        "axis": axis_figure(analysis),
+        **axis_figures(analysis),
         "infeasible": infeasible_figure(analysis),
         "enough": enough_figure(analysis),
         "curves": curves_figure(analysis),
@@ -56,69 +56,68 @@ def isolation_figure(analysis: Analysis) -> go.Figure:
                      "arrayminus": [max(0.0, y - min(lo, hi))]},
             hovertext=[f"trial #{point.best.number}, best of {point.trials}"],
         ))
-        reruns = [t.value for t in point.group.reruns if t.value is not None and math.isfinite(t.value)]
+        reruns = [t.value for t in point.group.reruns
+                  if t.value is not None and math.isfinite(t.value)]
         if reruns:
             fig.add_trace(go.Scatter(
                 x=[point.group.label] * len(reruns), y=reruns, mode="markers",
                 name=f"{point.group.label}: seed re-runs", marker={"symbol": "circle-open",
                                                                    "color": color(i)}))
-    fig.update_layout(title=f"Isolation plot: best {r.metric} per scientific value "
-                            "(bar: 90% bootstrap band over the trials)",
+    fig.update_layout(title=f"Isolation plot: best {r.metric} (bar: 90% bootstrap band)",
                       xaxis_title=", ".join(r.scientific) or "study", yaxis_title=r.metric,
                       showlegend=True)
     return fig
 
 
-def axis_figure(analysis: Analysis) -> go.Figure | None:
-    """Metric against each nuisance hyperparameter, coloured by scientific value."""
+def axis_figures(analysis: Analysis) -> dict[str, go.Figure]:
+    """One axis plot per nuisance hyperparameter: the metric against its value, by scientific
+    value. Infeasible trials have no value: they are drawn at the worst value seen, as crosses,
+    so the infeasible region shows next to the feasible one."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
     r = analysis.results
     names: dict[str, Any] = {}
     for g in r.groups:
         for n, d in g.nuisance.items():
             names.setdefault(n, d)
-    if not names:
-        return None
-    cols = 2 if len(names) > 1 else 1
-    rows = math.ceil(len(names) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=list(names))
     complete_values = [t.value for g in r.groups for t in g.complete]
     worst = (max(complete_values) if r.direction == "minimize" else min(complete_values)) \
         if complete_values else 0.0
-    for k, (name, dist) in enumerate(names.items()):
-        row, col = k // cols + 1, k % cols + 1
+    figures = {}
+    for name, dist in names.items():
+        fig = go.Figure()
         for i, g in enumerate(r.groups):
             done = [t for t in g.complete if name in t.params]
+            bad = [t for t in g.finished if is_infeasible(t) and name in t.params]
+            if not done and not bad:
+                continue  # a conditional hyperparameter this value does not have
             fig.add_trace(go.Scatter(
                 x=[t.params[name] for t in done], y=[t.value for t in done], mode="markers",
-                name=g.label, legendgroup=g.label, showlegend=k == 0,
-                marker={"color": color(i), "size": 7},
-                hovertext=[f"trial #{t.number}" for t in done]), row=row, col=col)
-            bad = [t for t in g.finished if is_infeasible(t) and name in t.params]
+                name=g.label, legendgroup=g.label, marker={"color": color(i), "size": 8},
+                hovertext=[f"trial #{t.number}" for t in done]))
             if bad:
-                # Infeasible trials have no value: drawn at the worst value seen, as crosses,
-                # so the infeasible region shows next to the feasible one.
                 fig.add_trace(go.Scatter(
                     x=[t.params[name] for t in bad], y=[worst] * len(bad), mode="markers",
-                    name=f"{g.label}: infeasible", legendgroup=g.label, showlegend=False,
-                    marker={"color": color(i), "symbol": "x", "size": 9},
-                    hovertext=[f"trial #{t.number}: infeasible" for t in bad]), row=row, col=col)
+                    name=f"{g.label}: infeasible", legendgroup=g.label,
+                    marker={"color": color(i), "symbol": "x", "size": 10},
+                    hovertext=[f"trial #{t.number}: infeasible" for t in bad]))
         if isinstance(dist, (Float, Int)):
-            fig.update_xaxes(type="log" if dist.log else "linear", row=row, col=col)
+            fig.update_xaxes(type="log" if dist.log else "linear")
             for side in sorted({w.edge for w in analysis.boundaries if w.hyperparameter == name}):
                 edge = dist.low if side == "low" else dist.high
-                # plotly places shapes on a log axis in log10 units.
-                fig.add_vline(x=math.log10(edge) if dist.log else edge, line_dash="dot",
-                              line_color="orange", row=row, col=col)
+                # A line trace, not a shape: shapes take log10 units on a log axis, and
+                # optuna-dashboard's plotly.js and the report's disagreed about them.
+                ys = [t.value for g in r.groups for t in g.complete if name in t.params] or [0.0]
+                fig.add_trace(go.Scatter(
+                    x=[edge, edge], y=[min(ys), max(ys)], mode="lines",
+                    name=f"{name}: best near the {side} edge",
+                    line={"color": "orange", "dash": "dot"}))
         elif isinstance(dist, Choice):
-            fig.update_xaxes(type="category", row=row, col=col)
-        fig.update_yaxes(title_text=r.metric, row=row, col=1)
-    fig.update_layout(title=f"Axis plots: {r.metric} (the trial's result, its best over "
-                            "training) against each nuisance hyperparameter; x: infeasible",
-                      height=320 * rows)
-    return fig
+            fig.update_xaxes(type="category")
+        fig.update_layout(title=f"Axis plot: {r.metric} vs {name}", xaxis_title=name,
+                          yaxis_title=r.metric)
+        figures[f"axis-{name}"] = fig
+    return figures
 
 
 def infeasible_figure(analysis: Analysis) -> go.Figure:
@@ -131,7 +130,7 @@ def infeasible_figure(analysis: Analysis) -> go.Figure:
                            ("failed", "failed", "#ff7f0e")):
         fig.add_trace(go.Bar(x=labels, y=[getattr(i, field) for i in analysis.infeasible],
                              name=name, marker_color=c))
-    fig.update_layout(barmode="stack", title="Finished trials per scientific value, by outcome",
+    fig.update_layout(barmode="stack", title="Infeasible trials: outcomes per scientific value",
                       yaxis_title="trials")
     return fig
 
@@ -150,7 +149,7 @@ def enough_figure(analysis: Analysis) -> go.Figure:
                                  legendgroup=e.group, showlegend=False, hoverinfo="skip"))
         fig.add_trace(go.Scatter(x=n, y=[p.expected for p in e.curve], mode="lines+markers",
                                  name=e.group, legendgroup=e.group, line={"color": color(i)}))
-    fig.update_layout(title="Enough trials? Expected best of N trials (bootstrap, 90% band)",
+    fig.update_layout(title="Enough trials? Expected best of N (bootstrap)",
                       xaxis_title="trials (N)", yaxis_title=f"best {analysis.results.metric}")
     return fig
 
@@ -187,6 +186,6 @@ def curves_figure(analysis: Analysis) -> go.Figure | None:
                                      legendgroup=label, showlegend=False,
                                      line={"color": color(i), "dash": dash}), row=1, col=2)
     fig.update_xaxes(title_text="step")
-    fig.update_layout(title="Training curves of the best trials of each scientific value "
-                            "(solid: best, dashed: 2nd, dotted: 3rd)")
+    # Solid: each value's best trial, dashed: 2nd, dotted: 3rd.
+    fig.update_layout(title="Training curves of the best trials")
     return fig

@@ -45,7 +45,8 @@ class Analysis:
     verdict: Verdict
 
 
-def analyze(definition: Study, study: optuna.Study, *, study_file: str = "<study file>") -> Analysis:
+def analyze(definition: Study, study: optuna.Study, *,
+            study_file: str = "<study file>") -> Analysis:
     """Run every diagnostic on the study's trials as they are now (running ones included)."""
     results = collect(definition, study)
     points = isolation_plot(results)
@@ -80,8 +81,8 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
         f"{len(design)} design trials finished ({states[TrialState.COMPLETE]} complete, "
         f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} infeasible, "
         f"{states[TrialState.RUNNING]} running, {states[TrialState.WAITING]} waiting); "
-        f"{sum(t.state == TrialState.COMPLETE for t in reruns)} of {len(reruns)} seed re-runs "
-        "complete.",
+        + (f"{sum(t.state == TrialState.COMPLETE for t in reruns)} of {len(reruns)} seed "
+           "re-runs complete." if reruns else "no seed re-runs yet."),
     ]
     if r.fixed:
         head += ["", "Fixed, a caveat on every conclusion: "
@@ -89,8 +90,9 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
     out = [("", "\n".join(head)), ("", "## Verdict\n\n" + analysis.verdict.text)]
 
     rows = ["## Isolation: best trial per scientific value", "",
-            f"| scientific value | trials | best {r.metric} | 90% bootstrap band | trial | "
-            "nuisance values |", "|---|---|---|---|---|---|"]
+            (f"| scientific value | trials | best {r.metric} | 90% bootstrap band | trial "
+             "| nuisance values |"),
+            "|---|---|---|---|---|---|"]
     for p in analysis.isolation:
         best = p.best
         band = f"{min(p.band):.4g} to {max(p.band):.4g}" if p.band else "-"
@@ -143,11 +145,12 @@ def write_report(analysis: Analysis, out_dir: str | Path,
     body, plotly_js = [], True
     for plot_id, md in sections(analysis):
         body.append(markdown_to_html(md))
-        if plot_id in figures:
-            # plotly.js goes inline with the first figure only: one copy, no network needed.
-            body.append(figures[plot_id].to_html(full_html=False, include_plotlyjs=plotly_js,
-                                                 div_id=f"plot-{plot_id}"))
-            plotly_js = False
+        for key, figure in figures.items():
+            if plot_id and (key == plot_id or key.startswith(f"{plot_id}-")):
+                # plotly.js goes inline with the first figure only: one copy, no network needed.
+                body.append(figure.to_html(full_html=False, include_plotlyjs=plotly_js,
+                                           div_id=f"plot-{key}"))
+                plotly_js = False
     body.append(_all_curve_findings(analysis))
     page = _PAGE.format(title=html.escape(f"hpo report: {analysis.results.name}"),
                         body="\n".join(body))

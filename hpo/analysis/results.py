@@ -1,4 +1,4 @@
-"""A study's trials sorted the playbook's way: by scientific value, design trials apart from re-runs.
+"""A study's trials sorted the playbook's way: by scientific value, re-runs kept apart.
 
 Every analysis compares *scientific values*, so every analysis starts here. Two kinds of trial
 are kept apart:
@@ -119,7 +119,8 @@ def collect(definition: Study, study: optuna.Study) -> Results:
         key, label, shown = key_of(value)
         group = groups.get(key)
         if group is None:
-            groups[key] = Group(label=label, value=shown, nuisance=dict(space.active_nuisance(value)))
+            groups[key] = Group(label=label, value=shown,
+                                nuisance=dict(space.active_nuisance(value)))
         else:
             # A slice holds several values: the union of their nuisance hyperparameters.
             for n, d in space.active_nuisance(value).items():
@@ -185,7 +186,8 @@ def _bucket_edges(dist: Int) -> list[int]:
         lo, hi = math.log(dist.low), math.log(dist.high + 1)
         raw = [round(math.exp(lo + i * (hi - lo) / BUCKETS)) for i in range(BUCKETS + 1)]
     else:
-        raw = [round(dist.low + i * (dist.high + 1 - dist.low) / BUCKETS) for i in range(BUCKETS + 1)]
+        width = dist.high + 1 - dist.low
+        raw = [round(dist.low + i * width / BUCKETS) for i in range(BUCKETS + 1)]
     edges = sorted(set(raw))
     edges[-1] = dist.high
     return edges

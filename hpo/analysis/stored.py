@@ -25,7 +25,9 @@ def open_existing_storage(url: str):
             "(or set HPO_STORAGE)"
         )
     if kind(url) == "sqlite" and not Path(url.split(":///", 1)[-1]).is_file():
-        raise StorageError(f"storage {url!r}: no such SQLite file; give the --storage the study ran with")
+        raise StorageError(
+            f"storage {url!r}: no such SQLite file; give the --storage the study ran with"
+        )
     return open_storage(url)
 
 

@@ -19,7 +19,9 @@ def best_per_value(definition: Study, trials: list[optuna.trial.FrozenTrial]) ->
     rows = []
     for value in definition.space.scientific_values():
         mine = [t for t in trials if all(t.params.get(n) == v for n, v in value.items())
-                and t.state.is_finished() and "slot" in t.user_attrs]
+                and t.state.is_finished() and "slot" in t.user_attrs
+                # Seed re-runs (hpo seeds) measure variance; they are not more design trials.
+                and "seed_rerun_of" not in t.user_attrs]
         complete = [t for t in mine if t.state == TrialState.COMPLETE]
         best = min(complete, key=lambda t: sign * t.value, default=None)
         rows.append({

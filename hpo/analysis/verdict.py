@@ -62,31 +62,30 @@ def verdict(results: Results, *, study_file: str = "<study file>",
     lead, second = ranked[0], ranked[1]
     gap = abs(lead.value - second.value)
     versus = (f"{lead.group}: {lead.value:.4g} ({lead.basis}) vs {second.group}: "
-              f"{second.value:.4g} ({second.basis}), a gap of {gap:.3g} in {results.metric}")
+              f"{second.value:.4g} ({second.basis})")
     measure = (f"measure it with `hpo seeds {study_file} --top 1 --repeats 5`, run the workers "
                "again (`hpo run`), then report again")
+    winner = None
     if gap == 0:
-        text = f"**No winner**: a tie. {versus}."
-        winner = None
+        unmeasured = "" if noise is not None else " (run-to-run variance not measured yet)"
+        text = f"**No winner**: a tie{unmeasured}. {versus}."
     elif noise is None:
+        too_few = f" ({used} complete re-run(s) so far, too few)" if used else ""
         text = (f"**No winner named: run-to-run variance not measured.** {lead.group} has the "
-                f"best result so far ({versus}), but without seed re-runs nobody knows whether "
-                f"that gap is bigger than the noise between two runs of the same "
-                f"configuration{f' ({used} complete re-run(s) so far, too few)' if used else ''}; "
-                f"{measure}.")
-        winner = None
+                f"best result so far, {versus}: a gap of {gap:.3g} in {results.metric}. Without "
+                "seed re-runs nobody knows whether that gap is bigger than the noise between "
+                f"two runs of the same configuration{too_few}; {measure}.")
     else:
-        how = (f"run-to-run standard deviation {noise:.3g}, from {used} seed re-runs "
-               f"({dof} degrees of freedom)")
+        how = (f"the run-to-run standard deviation ({noise:.3g}, from {used} seed re-runs, "
+               f"{dof} degrees of freedom)")
         if gap > noise_multiple * noise:
-            text = (f"**{lead.group} wins** by {gap:.3g} ({gap / noise:.1f}x the {how}; "
-                    f"{versus}).")
             winner = lead.group
+            text = (f"**{lead.group} wins** by {gap:.3g} in {results.metric}: {versus}. That is "
+                    f"{gap / noise:.1f}x {how}.")
         else:
-            text = (f"**No winner: the difference is within the noise.** {versus}; the "
-                    f"{how}, and a real difference must exceed {noise_multiple:g}x that "
-                    f"({noise_multiple * noise:.3g}).")
-            winner = None
+            text = (f"**No winner: the difference is within the noise.** {versus}: a gap of "
+                    f"{gap:.3g} in {results.metric}, only {gap / noise:.1f}x {how}; a real "
+                    f"difference must exceed {noise_multiple:g}x ({noise_multiple * noise:.3g}).")
     return Verdict(winner, lead.group, second.group, gap, noise, used, estimates, text)
 
 
