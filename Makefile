@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Pinned and installed first: a looser requirement would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test install browser clean
 
 $(BIN)/hpo: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ demo: install
 	rm -f demo-journal.log demo-journal.log.hpo-lock
 	$(BIN)/hpo run studies/digits_optimizer.py --workers 2 --storage demo-journal.log
 
+# The dashboard's browser test drives Debian's Chromium, never a downloaded browser build.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	    if [ "$$(id -u)" = 0 ]; then \
+	        echo "installing chromium and chromium-driver from Debian's packages"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    else \
+	        echo "the browser test needs Debian's chromium and chromium-driver:"; \
+	        echo "  sudo apt-get install chromium chromium-driver"; exit 2; \
+	    fi; \
+	fi
+
 # pytest exits 5 when it collects nothing; that must fail, and it does: make fails on any non-zero.
-test: install
+test: install browser
 	$(BIN)/python -m pytest
 
 clean:
