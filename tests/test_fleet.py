@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import hpo_cli
+from hpo.liveness import HOST, reap
 from hpo.storage import open_storage
 from pg_cluster import Cluster
 
@@ -150,15 +151,13 @@ def test_machine_that_vanishes_is_detected_by_heartbeat(tmp_path, pg_url):
 
 
 def test_retry_limit_ends_in_fail_that_counts_the_deaths(tmp_path):
-    from hpo.liveness import reap
-
     storage = str(tmp_path / "j.log")
     study = optuna.create_study(storage=open_storage(storage))
     study.enqueue_trial({}, user_attrs={"slot": 0})
     for attempt in range(3):
         trial = study.ask()
         # A worker on this host whose process is gone (pid 2**22 + n is never a live pid here).
-        study._storage.set_trial_user_attr(trial._trial_id, "host", __import__("hpo.liveness").liveness.HOST)
+        study._storage.set_trial_user_attr(trial._trial_id, "host", HOST)
         study._storage.set_trial_user_attr(trial._trial_id, "worker_pid", 2**22 + 7)
         assert reap(study, max_retry=2) == 1
     trials = study.get_trials()
