@@ -148,9 +148,13 @@ def _halton_point(dims: int, seed: int, k: int) -> tuple[float, ...]:
 
 
 def _halton(dims: int, seed: int) -> Any:
-    from scipy.stats import qmc
+    # Built once per process: scrambling draws the permutations, which costs milliseconds.
+    engine = _engines.get((dims, seed))
+    if engine is None:
+        from scipy.stats import qmc
 
-    return _engines.setdefault((dims, seed), qmc.Halton(d=dims, scramble=True, seed=seed)).reset()
+        engine = _engines[(dims, seed)] = qmc.Halton(d=dims, scramble=True, seed=seed)
+    return engine.reset()
 
 
 _engines: dict[tuple[int, int], Any] = {}
