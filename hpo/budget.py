@@ -14,7 +14,7 @@ workers may start at once, and ``--trials`` may later grow the budget.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
@@ -42,8 +42,16 @@ def lay_out(study: optuna.Study, budget: int) -> int:
     return len(missing)
 
 
-def take(study: optuna.Study, budget: int) -> int | None:
-    """Atomically claim the lowest WAITING trial inside the budget; its id, or None if none.
+class Taken(NamedTuple):
+    """A trial a worker claimed, with what it needs to know before reading the trial."""
+
+    trial_id: int
+    slot: int | None
+    seed: int | None  # set in advance for seed re-runs (hpo seeds) and retries
+
+
+def take(study: optuna.Study, budget: int) -> Taken | None:
+    """Atomically claim the lowest WAITING trial inside the budget, or None if none is left.
 
     Unlike ``Study.ask``, this never creates a trial, which is what keeps the total exact.
     """
@@ -52,28 +60,28 @@ def take(study: optuna.Study, budget: int) -> int | None:
     if hasattr(backend, "waiting_trial_ids"):
         # PostgreSQL: look at the next few only. Study.ask reads every WAITING trial with
         # all its attributes, which would grow with the budget on every take.
-        head = backend.waiting_trial_ids(study._study_id, limit=_HEAD)
+        head = [Taken(*row) for row in backend.waiting_trial_ids(study._study_id, limit=_HEAD)]
         claimed = _claim_first(storage, head, budget)
         if claimed is not None or len(head) < _HEAD:
             return claimed
         # The head is all beyond a budget that shrank since it was laid out: look further.
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    return _claim_first(storage, [(t._trial_id, t.user_attrs.get(SLOT_ATTR)) for t in waiting],
-                        budget)
+    return _claim_first(storage, [Taken(t._trial_id, t.user_attrs.get(SLOT_ATTR),
+                                        t.user_attrs.get("seed")) for t in waiting], budget)
 
 
 _HEAD = 16
 
 
-def _claim_first(storage: Any, candidates: list[tuple[int, Any]], budget: int) -> int | None:
-    for trial_id, slot in candidates:
+def _claim_first(storage: Any, candidates: list[Taken], budget: int) -> Taken | None:
+    for candidate in candidates:
         # Slots laid out by an earlier, larger budget wait for a run that asks for them.
-        if slot is not None and slot >= budget:
+        if candidate.slot is not None and candidate.slot >= budget:
             continue
         try:
             # False (or an error) when another worker popped it first: try the next one.
-            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                return trial_id
+            if storage.set_trial_state_values(candidate.trial_id, state=TrialState.RUNNING):
+                return candidate
         except UpdateFinishedTrialError:  # it finished meanwhile
             continue
     return None

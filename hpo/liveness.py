@@ -57,7 +57,6 @@ class Heartbeat:
 
     def __enter__(self) -> Heartbeat:
         if self._interval:
-            self._beat()  # at once: a trial that never beat is invisible to the reaper
             self._thread = threading.Thread(target=self._run, name="hpo-heartbeat", daemon=True)
             self._thread.start()
         return self
@@ -68,6 +67,9 @@ class Heartbeat:
             self._thread.join()
 
     def _run(self) -> None:
+        # The first beat at once (a trial that never beat is invisible to the reaper), but on
+        # this thread, off the trial's critical path.
+        self._beat()
         while not self._stop.wait(self._interval):
             self._beat()
 

@@ -74,8 +74,8 @@ class ReconnectingRDBStorage(RDBStorage):
     """Optuna's RDBStorage whose calls survive a database restart, plus two queries a
     worker makes on every trial, each one round trip instead of many."""
 
-    def waiting_trial_ids(self, study_id: int, limit: int) -> list[tuple[int, Any]]:
-        """(trial id, slot) of the lowest-numbered WAITING trials, in one query.
+    def waiting_trial_ids(self, study_id: int, limit: int) -> list[tuple[int, Any, Any]]:
+        """(trial id, slot, seed) of the lowest-numbered WAITING trials, in one query.
 
         Study.ask reads every WAITING trial with all its attributes to pop one; with a whole
         budget laid out as WAITING trials, that read would grow with the budget.
@@ -84,14 +84,17 @@ class ReconnectingRDBStorage(RDBStorage):
         from optuna.storages._rdb import models
 
         trial, attr = models.TrialModel, models.TrialUserAttributeModel
-        query = (sqlalchemy.select(trial.trial_id, attr.value_json)
-                 .outerjoin(attr, sqlalchemy.and_(attr.trial_id == trial.trial_id,
-                                                  attr.key == "slot"))
+        slot, seed = sqlalchemy.orm.aliased(attr), sqlalchemy.orm.aliased(attr)
+        query = (sqlalchemy.select(trial.trial_id, slot.value_json, seed.value_json)
+                 .outerjoin(slot, sqlalchemy.and_(slot.trial_id == trial.trial_id,
+                                                  slot.key == "slot"))
+                 .outerjoin(seed, sqlalchemy.and_(seed.trial_id == trial.trial_id,
+                                                  seed.key == "seed"))
                  .where(trial.study_id == study_id, trial.state == TrialState.WAITING)
                  .order_by(trial.number).limit(limit))
         with self.engine.connect() as conn:
-            return [(tid, None if slot is None else json.loads(slot))
-                    for tid, slot in conn.execute(query)]
+            return [(tid, *(None if v is None else json.loads(v) for v in (sl, se)))
+                    for tid, sl, se in conn.execute(query)]
 
     def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
         """Several user attributes of a running trial in one statement (provenance is ten);

@@ -76,6 +76,7 @@ def run_worker(
     from hpo.budget import progress, set_user_attrs, take
     from hpo.liveness import reap
     from hpo.provenance import collect
+    from hpo.sampling import np_seed
     from hpo.study import open_in_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -95,8 +96,8 @@ def run_worker(
             # A stop signal while a trial changes hands would leave it RUNNING with nobody
             # running it: hold signals until the trial is ours and marked as ours...
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-            trial_id = take(study, total)
-            if trial_id is None:
+            taken = take(study, total)
+            if taken is None:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 if progress(study, total)[0] >= total:
                     return ran
@@ -104,7 +105,13 @@ def run_worker(
                 reaped_at = 0.0  # idle: reap on every pass, a retry may be all that is left
                 continue
             # Whose trial this is, first: the reaper judges a RUNNING trial by host and pid.
-            set_user_attrs(study, trial_id, provenance)
+            # The seed goes in the same write: the k-th trial of every scientific value
+            # shares a seed, as it shares a nuisance point; a re-run or retry keeps its own.
+            trial_id = taken.trial_id
+            attrs = dict(provenance)
+            if taken.seed is None and taken.slot is not None:
+                attrs["seed"] = np_seed(definition.seed, study.sampler.pair_index(taken.slot))
+            set_user_attrs(study, trial_id, attrs)
             try:
                 # ...and deliver a pending one here, where the trial is handed back.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
@@ -150,10 +157,8 @@ def run_trial(definition: Study, study: optuna.Study, trial_id: int) -> None:
         trial = optuna.Trial(study, trial_id)
         try:
             config = build_config(definition, trial)
-            # The k-th trial of every scientific value shares a seed, as it shares a nuisance
-            # point; a retried trial keeps the seed it was given.
             seed = trial.user_attrs.get("seed")
-            if seed is None:
+            if seed is None:  # a trial enqueued by hand, outside the design's slots
                 seed = np_seed(definition.seed, study.sampler.pair_index(slot_of(trial)))
                 trial.set_user_attr("seed", seed)
             value = definition.objective(config, Context(trial, seed=seed))
