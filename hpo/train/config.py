@@ -43,30 +43,28 @@ def has(config: Mapping[str, Any], name: str) -> bool:
     return True
 
 
-def check_applies(config: Mapping[str, Any], owner: str, takes: tuple[str, ...],
-                  family: tuple[str, ...], hint: str) -> None:
-    """Refuse names of ``family`` that ``owner`` does not take (SGD's momentum under Adam)."""
-    for name in family:
-        if name not in takes and has(config, name):
-            raise HyperparameterError(
-                f"{name}={config[name]!r} does not apply to {owner}, which takes "
-                f"{', '.join(takes)}; {hint}"
-            )
+# Other libraries' names for the trainer's: a study using one would silently train without it.
+ALIASES = {"lr": "learning_rate", "eps": "epsilon", "wd": "weight_decay",
+           "warmup": "warmup_steps", "schedule": "lr_schedule", "max_steps": "max_train_steps",
+           "grad_clip": "grad_clip_norm", "clip_norm": "grad_clip_norm",
+           "nesterov": "optimizer (use optimizer='nesterov')"}
 
 
 def check_spelling(config: Mapping[str, Any], known: tuple[str, ...]) -> None:
-    """Refuse a config name that looks like a misspelled trainer name ('learning_rte').
+    """Refuse a config name that looks like a misspelled trainer name ('learning_rte', 'lr').
 
     The config also holds the model's own names (width, depth, dropout...), which the trainer
-    cannot judge; only a near miss of one of its own names is surely a typo.
+    cannot judge; only a near miss of one of its own names, or another library's name for
+    one, is surely a mistake.
     """
     for name in config:
         if name in known:
             continue
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        close = [ALIASES[name]] if name in ALIASES else difflib.get_close_matches(
+            name, known, n=1, cutoff=0.85)
         if close:
             raise HyperparameterError(
-                f"unknown hyperparameter {name!r} looks like a misspelling of {close[0]!r}; "
+                f"unknown hyperparameter {name!r}: the trainer's name for it is {close[0]}; "
                 f"rename it in the study's space (the trainer reads {', '.join(known)})"
             )
 

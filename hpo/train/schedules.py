@@ -73,11 +73,11 @@ class Schedule:
                 f"got {self.decay_factor!r}"
             )
         if self.warmup_steps > MAX_WARMUP_FRACTION * self.max_train_steps:
+            total, ceiling = self.max_train_steps, MAX_WARMUP_FRACTION
             warnings.warn(
-                f"warmup_steps={self.warmup_steps} is {self.warmup_steps / self.max_train_steps:.0%}"
-                f" of max_train_steps={self.max_train_steps}; the playbook advises at most "
-                f"{MAX_WARMUP_FRACTION:.0%} ({int(MAX_WARMUP_FRACTION * self.max_train_steps)} "
-                f"steps): shorten the warmup or its range in the space",
+                f"warmup_steps={self.warmup_steps} is {self.warmup_steps / total:.0%} of "
+                f"max_train_steps={total}; the playbook advises at most {ceiling:.0%} "
+                f"({int(ceiling * total)} steps): shorten the warmup or its range in the space",
                 TrainWarning,
                 stacklevel=3,
             )

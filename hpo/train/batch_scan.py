@@ -1,0 +1,376 @@
+"""``hpo batch-scan``: feasible batch sizes and their training throughput (playbook,
+"Choosing the batch size").
+
+The batch size is not a hyperparameter to tune for validation performance; it is chosen for
+training speed. Double it "until one of the jobs exceeds the available memory", measure the
+training throughput at each size, and expect it to double too: where doubling the batch stops
+nearly doubling examples/s, something else is the bottleneck, and a larger batch buys little.
+The recommendation is the largest size that still scales. Changing the batch size "requires
+re-tuning most hyperparameters", so settle it before a study, not inside one.
+
+The model and data come from a study file whose objective is ``hpo.train.objective(model,
+data)``; the hyperparameters from its space (fixed values, the first scientific value, the
+middle of each nuisance range), overridable with ``--set name=value``. Throughput is measured
+by hpo.train's own loop (a warm-up run, then a timed one per size). Memory is the measured
+peak on CUDA, where running out ends the scan; on CPU, which would swap rather than fail, it
+is an estimate (parameters, gradients, optimizer state, activations saved for backward and the
+batch) checked against ``--max-memory``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+import torch
+
+from hpo.context import Context
+from hpo.train.config import HyperparameterError
+from hpo.train.data import Data, resolve
+from hpo.train.settings import METRICS, TrainObjective, TrainSettings
+from hpo.train.trainer import _LOSSES, fit, plan
+
+if TYPE_CHECKING:
+    import argparse
+
+    from hpo.study import Study
+
+UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+CPU_DEFAULT_CAP_FRACTION = 0.25  # of physical memory, when --max-memory is not given on CPU
+MIN_TIMED_SECONDS = 0.2
+
+
+@dataclass
+class Row:
+    batch_size: int
+    examples_per_s: float | None = None
+    memory: int | None = None  # bytes: measured peak on CUDA, estimate on CPU
+    stop: str = ""  # why the scan stopped here, if it did
+    speedup: float | None = None  # examples/s over the previous (half) size's
+
+
+def parse_memory(text: str) -> int:
+    """'512MB', '2GiB', '1e9' -> bytes."""
+    match = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).upper() if match else None
+    if match is None or unit not in UNITS:
+        raise HyperparameterError(
+            f"--max-memory: cannot read {text!r}; give a size such as 512MB, 2GB or 4GiB"
+        )
+    return int(float(match.group(1)) * UNITS[unit])
+
+
+def scan_config(study: Study, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A representative config: fixed values, the first scientific value, mid nuisance."""
+    space = study.space
+    for name in overrides:
+        if name not in space.hyperparameters:
+            raise HyperparameterError(
+                f"--set {name}: not a hyperparameter of study {study.name!r}; it has "
+                f"{', '.join(space.hyperparameters)}"
+            )
+    chosen = {n: d.values()[0] for n, d in space.scientific.items()}
+    chosen.update({n: v for n, v in overrides.items() if n in space.scientific})
+    values = {**chosen, **{n: d.from_unit(0.5) for n, d in space.active_nuisance(chosen).items()}}
+    values.update(space.fixed)
+    values.update(overrides)
+    return values
+
+
+def scan(objective: TrainObjective, config: Mapping[str, Any], *, device: str, start: int = 8,
+         max_batch_size: int | None = None, max_memory: int | None = None, steps: int = 20,
+         repeats: int = 3) -> list[Row]:
+    """Double the batch size from ``start`` until memory, the data or ``max_batch_size`` ends it."""
+    cuda = torch.device(device).type == "cuda"
+    data = resolve(objective.data, device)
+    if not cuda and max_memory is None:
+        max_memory = int(CPU_DEFAULT_CAP_FRACTION * _physical_memory())
+    rows: list[Row] = []
+    size = start
+    with tempfile.TemporaryDirectory(prefix="hpo-batch-scan-") as folder:
+        while max_batch_size is None or size <= max_batch_size:
+            row = Row(size)
+            rows.append(row)
+            if size > data.train_examples:
+                row.stop = f"more than the {data.train_examples} training examples"
+                break
+            run_config = _with_batch(config, size, steps)
+            if not cuda:
+                row.memory = estimate_memory(objective, run_config, data, device)
+                if max_memory is not None and row.memory > max_memory:
+                    row.stop = f"over the {_size(max_memory)} memory cap"
+                    break
+            try:
+                if cuda:
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                warm = _run(objective, _with_batch(config, size, 3), data, device, folder)
+                # Time at least MIN_TIMED_SECONDS per run: a few milliseconds of small steps
+                # would measure the machine's noise, not the batch size.
+                timed = max(steps, math.ceil(MIN_TIMED_SECONDS * warm / size))
+                run_config = _with_batch(config, size, timed)
+                row.examples_per_s = max(
+                    _run(objective, run_config, data, device, folder) for _ in range(repeats)
+                )
+            except torch.OutOfMemoryError:
+                row.stop = "out of memory"
+                if cuda:
+                    torch.cuda.empty_cache()
+                break
+            if cuda:
+                row.memory = torch.cuda.max_memory_allocated(device)
+                if max_memory is not None and row.memory > max_memory:
+                    row.examples_per_s, row.stop = None, f"over the {_size(max_memory)} memory cap"
+                    break
+            size *= 2
+    for previous, row in zip(rows, rows[1:]):
+        if previous.examples_per_s and row.examples_per_s:
+            row.speedup = row.examples_per_s / previous.examples_per_s
+    return rows
+
+
+def recommend(rows: list[Row], min_speedup: float) -> tuple[int | None, int | None]:
+    """(the largest batch size that still scales, the first size where doubling did not)."""
+    measured = [r for r in rows if r.examples_per_s]
+    if not measured:
+        return None, None
+    for previous, row in zip(measured, measured[1:]):
+        if row.speedup is not None and row.speedup < min_speedup:
+            return previous.batch_size, row.batch_size
+    return measured[-1].batch_size, None
+
+
+def _run(objective: TrainObjective, config: Mapping[str, Any], data: Data, device: str,
+         folder: str) -> float:
+    """Train with hpo.train's loop as a throwaway trial; its recorded examples/s."""
+    study = optuna.create_study(direction=_direction(objective.settings))
+    trial = study.ask()
+    # Nothing worth keeping on disk: no best checkpoints, one "last" write at the end.
+    settings = dataclasses.replace(objective.settings, keep_best=0, checkpoint_every=None)
+    fit(objective.model, data, config, Context(trial, seed=0, device=device,
+                                               checkpoint_root=folder), settings)
+    value = trial.user_attrs.get("examples_per_s")
+    if not value:
+        raise HyperparameterError("the trial recorded no throughput; did training diverge?")
+    return float(value)
+
+
+def estimate_memory(objective: TrainObjective, config: Mapping[str, Any], data: Data,
+                    device: str) -> int:
+    """Bytes one training step holds: parameters, gradients, optimizer state, the
+    activations autograd saves for backward, and the batch."""
+    run_plan = plan(config)
+    torch.manual_seed(0)
+    net = objective.model(config).to(device)
+    optimizer = run_plan.optimizer.build(net.parameters())
+    x, y = data.x_train[: run_plan.batch_size], data.y_train[: run_plan.batch_size]
+    known = {p.data_ptr() for p in net.parameters()} | {x.data_ptr(), y.data_ptr()}
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        if t.data_ptr() not in known:
+            saved[t.data_ptr()] = max(saved.get(t.data_ptr(), 0), _bytes(t))
+        return t
+
+    loss_fn = _LOSSES.get(objective.settings.loss, objective.settings.loss)  # type: ignore[arg-type]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(net(x), y)
+    loss.backward()
+    optimizer.step()
+    params = sum(_bytes(p) for p in net.parameters())
+    grads = sum(_bytes(p.grad) for p in net.parameters() if p.grad is not None)
+    state = sum(_bytes(v) for s in optimizer.state.values() for v in s.values()
+                if isinstance(v, torch.Tensor))
+    return params + grads + state + sum(saved.values()) + _bytes(x) + _bytes(y)
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def table(rows: list[Row], *, cuda: bool, bottleneck: int | None, min_speedup: float) -> str:
+    header = ["batch size", "examples/s", "vs half", "memory (peak)" if cuda else "memory (est.)",
+              "note"]
+    body = []
+    for r in rows:
+        note = r.stop
+        if r.batch_size == bottleneck:
+            note = f"bottleneck: doubling gave {r.speedup:.2f}x < {min_speedup:g}x"
+        body.append([str(r.batch_size),
+                     f"{r.examples_per_s:,.0f}" if r.examples_per_s else "-",
+                     f"{r.speedup:.2f}x" if r.speedup else "-",
+                     _size(r.memory) if r.memory is not None else "-", note])
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
+    lines = []
+    for row in [header, ["-" * w for w in widths], *body]:
+        cells = [c.rjust(w) if i < 4 else c for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def write_svg(rows: list[Row], path: Path, *, recommended: int | None, title: str) -> None:
+    """Throughput against batch size (log2 axis), with perfect doubling dashed for reference."""
+    points = [(r.batch_size, r.examples_per_s) for r in rows if r.examples_per_s]
+    if not points:
+        return
+    w, h, pad = 640, 400, 60
+    b0, t0 = points[0]
+    ideal = [(b, t0 * b / b0) for b, _ in points]
+    top = max(t for _, t in points) * 1.15
+    lo, hi = math.log2(points[0][0]), max(math.log2(points[-1][0]), math.log2(points[0][0]) + 1)
+
+    def xy(b: float, t: float) -> tuple[float, float]:
+        x = pad + (math.log2(b) - lo) / (hi - lo) * (w - 2 * pad)
+        return round(x, 1), round(h - pad - min(t, top) / top * (h - 2 * pad), 1)
+
+    def line(pts: list[tuple[float, float]], style: str) -> str:
+        return (f'<polyline fill="none" {style} points="'
+                + " ".join(f"{x},{y}" for x, y in (xy(*p) for p in pts)) + '"/>')
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+             f'font-family="sans-serif" font-size="12">',
+             f'<rect width="{w}" height="{h}" fill="white"/>',
+             f'<text x="{w / 2}" y="24" text-anchor="middle" font-size="14">'
+             f'{_escape(title)}</text>',
+             f'<line x1="{pad}" y1="{h - pad}" x2="{w - pad}" y2="{h - pad}" stroke="black"/>',
+             f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{h - pad}" stroke="black"/>',
+             f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">batch size</text>',
+             f'<text x="15" y="{h / 2}" transform="rotate(-90 15 {h / 2})" '
+             f'text-anchor="middle">examples/s</text>',
+             line(ideal, 'stroke="gray" stroke-dasharray="6 4"'),
+             line(points, 'stroke="steelblue" stroke-width="2"')]
+    for b, t in points:
+        x, y = xy(b, t)
+        color = "darkorange" if b == recommended else "steelblue"
+        radius = 6 if b == recommended else 4
+        parts.append(f'<circle cx="{x}" cy="{y}" r="{radius}" fill="{color}"/>')
+        parts.append(f'<text x="{x}" y="{h - pad + 16}" text-anchor="middle">{b}</text>')
+        parts.append(f'<text x="{x}" y="{y - 10}" text-anchor="middle">{t:,.0f}</text>')
+    parts.append(f'<text x="{w - pad}" y="{pad - 8}" text-anchor="end" fill="gray">dashed: '
+                 f'throughput doubling with the batch size; orange: recommended</text>')
+    parts.append("</svg>")
+    path.write_text("\n".join(parts) + "\n")
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    """``hpo batch-scan``; bad input raises HyperparameterError (the CLI exits 2)."""
+    from hpo.study import load_study_file
+
+    study = load_study_file(args.study_file)
+    if not isinstance(study.objective, TrainObjective):
+        raise HyperparameterError(
+            f"{args.study_file}: batch-scan needs the study's model and data, but its objective "
+            f"is {getattr(study.objective, '__name__', study.objective)!r}; define it as "
+            "objective=hpo.train.objective(model, data)"
+        )
+    overrides = dict(_parse_set(item) for item in args.set or [])
+    config = scan_config(study, overrides)
+    plan(config)  # a bad hyperparameter fails here, in one line, before anything runs
+    device = args.device or os.environ.get("HPO_DEVICE") or (
+        "cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise HyperparameterError(
+            f"--device: cannot read {device!r}; give cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise HyperparameterError(
+            f"--device {device}: no CUDA device is visible here; use --device cpu")
+    if not args.min_speedup > 1:
+        raise HyperparameterError(
+            f"--min-speedup must be above 1 (a doubling that scales perfectly gives 2), "
+            f"got {args.min_speedup:g}")
+    cap = parse_memory(args.max_memory) if args.max_memory else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cuda = torch.device(device).type == "cuda"
+    print(f"hpo batch-scan: study {study.name!r}, {_describe(config)}, on {device}; "
+          f"timing at least {args.steps} steps and {MIN_TIMED_SECONDS:g} s per size, best of 3",
+          file=sys.stderr)
+    rows = scan(study.objective, config, device=device, start=args.start,
+                max_batch_size=args.max_batch_size, max_memory=cap, steps=args.steps)
+    recommended, bottleneck = recommend(rows, args.min_speedup)
+    print(table(rows, cuda=cuda, bottleneck=bottleneck, min_speedup=args.min_speedup))
+    print()
+    if recommended is None:
+        print("no batch size could be measured; lower --start or raise --max-memory")
+        return 1
+    why = (f"doubling it to {bottleneck} gave only {_speedup(rows, bottleneck):.2f}x the "
+           f"examples/s (< {args.min_speedup:g}x): a bottleneck other than the batch"
+           if bottleneck else "the largest that fits, and every doubling up to it scaled")
+    print(f"recommendation: batch_size={recommended}, {why}")
+    print(f"(study uses batch_size={config.get('batch_size')!r}; the playbook: changing the "
+          "batch size requires re-tuning most hyperparameters)")
+    if args.plot:
+        write_svg(rows, args.plot, recommended=recommended,
+                  title=f"{study.name}: training throughput by batch size on {device}")
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _with_batch(config: Mapping[str, Any], size: int, steps: int) -> dict[str, Any]:
+    out = {**config, "batch_size": size, "max_train_steps": steps, "eval_every": steps}
+    if "warmup_steps" in out:
+        out["warmup_steps"] = 0  # no schedule shape matters for speed; a long warmup would not fit
+    return out
+
+
+def _parse_set(item: str) -> tuple[str, Any]:
+    name, sep, text = item.partition("=")
+    if not sep or not name.isidentifier():
+        raise HyperparameterError(
+            f"--set: expected NAME=VALUE such as optimizer=adam, got {item!r}")
+    try:
+        return name, json.loads(text)
+    except json.JSONDecodeError:
+        return name, text  # a bare word is a string: --set optimizer=adam
+
+
+def _direction(settings: TrainSettings) -> str:
+    named = isinstance(settings.metric, str)
+    return METRICS.get(settings.metric, "minimize") if named else "minimize"
+
+
+def _describe(config: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in config.items() if k not in ("batch_size",))
+
+
+def _speedup(rows: list[Row], size: int | None) -> float:
+    return next(r.speedup for r in rows if r.batch_size == size and r.speedup)
+
+
+def _bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30

@@ -1,0 +1,42 @@
+"""Every example study runs to completion with 2 workers on the embedded storage, tiny budget,
+and leaves what the analysis reads: curves, the best checkpoint, throughput."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import hpo_cli
+from optuna.trial import TrialState
+
+from hpo import curves
+from hpo.storage import open_storage
+from hpo.study import load_study_file
+
+ROOT = Path(__file__).resolve().parents[2]
+STUDIES = sorted((ROOT / "studies").glob("*.py"))
+
+
+def test_the_examples_are_all_here():
+    assert {p.stem for p in STUDIES} >= {"digits_optimizer", "digits_depth", "digits_schedule",
+                                         "digits_dropout", "digits_exploit"}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_example_study_runs_with_two_workers(tmp_path, path):
+    storage = tmp_path / "journal.log"
+    result = hpo_cli("run", path, "--workers", "2", "--trials", "4", "--storage", storage,
+                     cwd=tmp_path, env={"HPO_CHECKPOINT_DIR": str(tmp_path / "checkpoints")})
+    assert result.returncode == 0, result.stdout + result.stderr
+    name = load_study_file(path).name
+    study = optuna.load_study(study_name=name, storage=open_storage(str(storage)))
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 4, [(t.state, t.user_attrs.get("error")) for t in study.trials]
+    for trial in done:
+        stored = curves.read(trial)
+        assert stored is not None
+        assert stored["step"][-1] == trial.user_attrs["trainer"]["max_train_steps"]
+        assert trial.value == trial.user_attrs["best_metric"]
+        assert Path(trial.user_attrs["best_checkpoint"]).is_file()
+        assert trial.user_attrs["examples_per_s"] > 0
