@@ -16,10 +16,12 @@ $(BIN)/hpo: pyproject.toml
 
 install: $(BIN)/hpo
 
-# A real study: SGD with momentum vs Adam on handwritten digits, 2 workers, embedded storage.
+# A real study: SGD with momentum vs Adam on handwritten digits, 2 workers, embedded storage;
+# then the playbook's diagnostics on its results (demo-report/report.html).
 demo: install
-	rm -f demo-journal.log demo-journal.log.hpo-lock
+	rm -rf demo-journal.log demo-journal.log.hpo-lock demo-report
 	$(BIN)/hpo run studies/digits_optimizer.py --workers 2 --storage demo-journal.log
+	$(BIN)/hpo report studies/digits_optimizer.py --storage demo-journal.log --out demo-report
 
 # The dashboard's browser test drives Debian's Chromium, never a downloaded browser build.
 browser:
@@ -39,4 +41,4 @@ test: install browser
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) *.egg-info demo-journal.log*
+	rm -rf $(VENV) *.egg-info demo-journal.log* demo-report

@@ -180,7 +180,10 @@ def _run(args: argparse.Namespace, url: str) -> int:
     from hpo.fleet import Fleet, FleetStopped, seats
     from hpo.study import load_study_file, open_in_storage
 
+    import optuna
+
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
     definition = load_study_file(args.study_file)
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
