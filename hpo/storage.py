@@ -121,13 +121,15 @@ def open_storage(url: str, *, create: bool = True) -> BaseStorage:
         with _schema_lock(url, storage_kind), warnings.catch_warnings():
             # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return ReconnectingRDBStorage(
+            storage = ReconnectingRDBStorage(
                 _sqlalchemy_url(url),
                 # pre_ping replaces connections the server dropped (restart, idle timeout).
                 engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}},
                 heartbeat_interval=_env_int("HPO_HEARTBEAT_INTERVAL", 10),
                 grace_period=_env_int("HPO_HEARTBEAT_GRACE", 60),
             )
+            storage.ensure_queue_index()
+            return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageError(
             f"cannot open storage {redact(url)}: {_clean(e, url)}; "
