@@ -225,12 +225,24 @@ def open_in_storage(definition: Study, url: str, *, budget: int | None = None) -
     storage = open_storage(url)
     sampler = PlaybookSampler(definition.space, phase=definition.phase, seed=definition.seed)
     pruner = definition.pruner or optuna.pruners.NopPruner()
-    with exclusive(url, definition.name):
+
+    def load() -> optuna.Study | None:
         try:
-            study = optuna.load_study(
+            return optuna.load_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner
             )
         except KeyError:
+            return None
+
+    study = load()
+    if study is not None:
+        # Read the whole study before taking the lock: inside it, Optuna's cache then reads
+        # only what changed, and workers joining a study of 10,000 trials do not queue up
+        # behind each other's full read.
+        study.get_trials(deepcopy=False)
+    with exclusive(url, definition.name):
+        study = study or load()
+        if study is None:
             study = optuna.create_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
                 direction=definition.direction,
