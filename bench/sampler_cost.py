@@ -41,19 +41,17 @@ from optuna.trial import TrialState, create_trial
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hpo import Study, choice, log_uniform, nuisance, scientific, uniform
+from hpo import Study, load_study_file
 from hpo.sampling import SLOT_ATTR, PlaybookSampler
 from hpo.worker import build_config
 
+# The demo study's scientific and nuisance hyperparameters: the space users actually run.
+DIGITS_SPACE = {n: hp for n, hp in
+                load_study_file(ROOT / "studies" / "digits_optimizer.py").space.hyperparameters.items()
+                if hp.role != "fixed"}
 DEFINITION = Study(
     name="sampler-cost", goal="How much does a suggestion cost?", metric="val_error",
-    space={
-        "optimizer": scientific(choice("sgd_momentum", "adam")),
-        "learning_rate": nuisance(log_uniform(1e-4, 1.0)),
-        "momentum": nuisance(uniform(0.8, 0.99), when={"optimizer": "sgd_momentum"}),
-        "beta1": nuisance(uniform(0.8, 0.99), when={"optimizer": "adam"}),
-        "weight_decay": nuisance(log_uniform(1e-6, 1e-2)),
-    },
+    space=DIGITS_SPACE,
     objective=lambda config, ctx: 0.0,
 )
 SAMPLERS: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
