@@ -3,9 +3,9 @@
 Optuna's ``n_trials`` counts per process, so four workers asked for 24 trials run 96, or,
 with a shared counter, a few more than 24 when they check at the same moment. Here the
 budget is laid out in storage up front as WAITING trials, one per *slot* (0, 1, 2, ...),
-each tagged with its slot number. Workers take them with Optuna's own atomic pop (a row lock
-in PostgreSQL, the log order in a journal file), so exactly ``budget`` trials run, however
-many workers ask. A retried trial is a new WAITING copy of the same slot, so a worker that
+each tagged with its slot number. Workers claim them atomically (a locking statement on
+PostgreSQL, see :mod:`hpo.pgqueue`; Optuna's state change, ordered by the log, in a journal
+file), so exactly ``budget`` trials run, however many workers ask. A retried trial is a new WAITING copy of the same slot, so a worker that
 died does not shrink the budget either.
 
 The layout is idempotent and happens under :func:`hpo.storage.exclusive`, so any number of
@@ -14,7 +14,7 @@ workers may start at once, and ``--trials`` may later grow the budget.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
@@ -30,71 +30,78 @@ PENDING = (TrialState.WAITING, TrialState.RUNNING)
 def lay_out(study: optuna.Study, budget: int) -> int:
     """Make sure slots 0..budget-1 exist; returns how many were added.
 
+    In the explore phase each slot is laid out with its point and its seed: the design is
+    in storage before any trial runs (and visible in the dashboard), and a worker reads its
+    parameters with the trial instead of writing them one by one.
+
     Call under :func:`hpo.storage.exclusive`: two callers at once would add a slot twice.
     """
+    sampler = study.sampler
     planned = {t.user_attrs[SLOT_ATTR] for t in study.get_trials(deepcopy=False)
                if SLOT_ATTR in t.user_attrs}
     missing = [s for s in range(budget) if s not in planned]
-    study.add_trials(
-        [create_trial(state=TrialState.WAITING, user_attrs={SLOT_ATTR: s},
-                      system_attrs={"fixed_params": {}}) for s in missing]
-    )
+    study.add_trials([_waiting(sampler, s) for s in missing])
     return len(missing)
 
 
-class Taken(NamedTuple):
-    """A trial a worker claimed, with what it needs to know before reading the trial."""
+def _waiting(sampler: Any, slot: int) -> optuna.trial.FrozenTrial:
+    point = sampler.planned(slot) if hasattr(sampler, "planned") else None
+    params, dists = point or ({}, {})
+    user_attrs = {SLOT_ATTR: slot}
+    if hasattr(sampler, "trial_seed"):
+        user_attrs["seed"] = sampler.trial_seed(slot)
+    return create_trial(state=TrialState.WAITING, params=params, distributions=dists,
+                        user_attrs=user_attrs, system_attrs={"fixed_params": {}})
 
-    trial_id: int
-    slot: int | None
-    seed: int | None  # set in advance for seed re-runs (hpo seeds) and retries
 
+def take(study: optuna.Study, budget: int, attrs: dict[str, Any]) -> optuna.trial.FrozenTrial | None:
+    """Claim the lowest WAITING trial inside the budget, or None if none is left.
 
-def take(study: optuna.Study, budget: int) -> Taken | None:
-    """Atomically claim the lowest WAITING trial inside the budget, or None if none is left.
-
-    Unlike ``Study.ask``, this never creates a trial, which is what keeps the total exact.
+    The claimed trial is RUNNING with ``attrs`` (whose it is) written on it; it is returned
+    as it stands in storage. Unlike ``Study.ask``, this never creates a trial, which is what
+    keeps the total exact.
     """
     storage = study._storage  # the same private handle Study.ask uses to pop a trial
     backend = getattr(storage, "_backend", storage)
-    if hasattr(backend, "waiting_trial_ids"):
-        # PostgreSQL: look at the next few only. Study.ask reads every WAITING trial with
-        # all its attributes, which would grow with the budget on every take.
-        head = [Taken(*row) for row in backend.waiting_trial_ids(study._study_id, limit=_HEAD)]
-        claimed = _claim_first(storage, head, budget)
-        if claimed is not None or len(head) < _HEAD:
-            return claimed
-        # The head is all beyond a budget that shrank since it was laid out: look further.
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    return _claim_first(storage, [Taken(t._trial_id, t.user_attrs.get(SLOT_ATTR),
-                                        t.user_attrs.get("seed")) for t in waiting], budget)
-
-
-_HEAD = 16
-
-
-def _claim_first(storage: Any, candidates: list[Taken], budget: int) -> Taken | None:
-    for candidate in candidates:
+    if hasattr(backend, "claim_trial"):
+        # PostgreSQL: one statement (hpo.pgqueue). Study.ask reads every WAITING trial with
+        # all its attributes to pop one, which would grow with the budget on every take.
+        trial = backend.claim_trial(study._study_id, budget, attrs)
+        if trial is not None and not trial.params:
+            # Its parameters will be written while it runs (exploit phase, a seed re-run),
+            # through Optuna's cache, which must have seen the trial: let it read the study.
+            study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return trial
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         # Slots laid out by an earlier, larger budget wait for a run that asks for them.
-        if candidate.slot is not None and candidate.slot >= budget:
+        if trial.user_attrs.get(SLOT_ATTR, -1) >= budget:
             continue
         try:
-            # False (or an error) when another worker popped it first: try the next one.
-            if storage.set_trial_state_values(candidate.trial_id, state=TrialState.RUNNING):
-                return candidate
+            # False when another worker popped it first: try the next one.
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING):
+                continue
         except UpdateFinishedTrialError:  # it finished meanwhile
             continue
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial._trial_id, key, value)
+        return storage.get_trial(trial._trial_id)
     return None
 
 
-def set_user_attrs(study: optuna.Study, trial_id: int, attrs: dict) -> None:
-    """Write several user attributes, in one transaction where the storage allows it."""
+def finish(study: optuna.Study, trial: optuna.trial.FrozenTrial, value: float) -> None:
+    """Record a taken trial as COMPLETE with its value: ``study.tell``, in one statement on
+    PostgreSQL.
+
+    Raises UpdateFinishedTrialError, as ``study.tell`` does, when the trial is no longer
+    RUNNING (a reaper failed it meanwhile, or a retried write had already finished it).
+    """
     backend = getattr(study._storage, "_backend", study._storage)
-    if hasattr(backend, "set_trial_user_attrs"):
-        backend.set_trial_user_attrs(trial_id, attrs)
-    else:
-        for key, value in attrs.items():
-            study._storage.set_trial_user_attr(trial_id, key, value)
+    if not hasattr(backend, "finish_trial"):
+        study.tell(trial.number, value)
+        return
+    study.sampler.after_trial(study, trial, TrialState.COMPLETE, [value])
+    if not backend.finish_trial(trial._trial_id, value):
+        raise UpdateFinishedTrialError(f"trial {trial.number} is no longer RUNNING")
 
 
 def progress(study: optuna.Study, budget: int) -> tuple[int, int]:

@@ -67,9 +67,8 @@ class Heartbeat:
             self._thread.join()
 
     def _run(self) -> None:
-        # The first beat at once (a trial that never beat is invisible to the reaper), but on
-        # this thread, off the trial's critical path.
-        self._beat()
+        # No beat at once: the claim recorded the first one (hpo.pgqueue), so even a worker
+        # killed right after taking its trial leaves a heartbeat for the reaper to judge.
         while not self._stop.wait(self._interval):
             self._beat()
 
@@ -96,7 +95,10 @@ def dead_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     stale: set[int] = set()
     if heartbeat_interval(storage):
         stale.update(storage._get_stale_trial_ids(study._study_id))
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    # Only the RUNNING trials, straight from the database where there is one: through
+    # Optuna's cache, this read would also fetch every WAITING trial of the budget.
+    backend = getattr(storage, "_backend", storage)
+    running = backend.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
     for t in running:
         pid = t.user_attrs.get("worker_pid")
         if t.user_attrs.get("host") == HOST and isinstance(pid, int) and pid != os.getpid() \

@@ -7,15 +7,14 @@ backoff (and one log line per outage, not per attempt) for up to ``HPO_DB_PATIEN
 seconds; ``pool_pre_ping`` in the engine then hands out fresh connections.
 
 A write whose acknowledgement was lost may have been applied. Retrying it is safe for the
-calls a worker makes: a repeated state change to RUNNING reports "taken" and the trial is
-recovered by the reaper; a repeated finish raises UpdateFinishedTrialError, which the worker
-treats as written (see :func:`hpo.worker._tell`).
+calls a worker makes: a repeated claim takes another trial, and the first one, whose
+heartbeat then never beats again, is reaped and retried; a repeated finish finds the trial
+already finished, which the worker treats as written (see :func:`hpo.worker._tell`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -23,7 +22,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+
+from hpo.pgqueue import QueueStatements
 
 log = logging.getLogger("hpo.storage")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,65 +70,9 @@ def _retrying(method: F) -> F:
     return call  # type: ignore[return-value]
 
 
-class ReconnectingRDBStorage(RDBStorage):
-    """Optuna's RDBStorage whose calls survive a database restart, plus two queries a
-    worker makes on every trial, each one round trip instead of many."""
-
-    def ensure_queue_index(self) -> None:
-        """A partial index of the WAITING trials (only queued rows, so it stays small), which
-        makes the head of the queue an index lookup however many trials the study holds.
-        Optuna never sees it. Without the right to create it, hpo works, only slower."""
-        import sqlalchemy
-
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sqlalchemy.text(
-                    "CREATE INDEX IF NOT EXISTS ix_hpo_waiting_trials ON trials (study_id, number)"
-                    " WHERE state = 'WAITING'"))
-        except sqlalchemy.exc.ProgrammingError as e:
-            log.info("no index for the trial queue (%s); taking trials will scan the study",
-                     type(e).__name__)
-
-    def waiting_trial_ids(self, study_id: int, limit: int) -> list[tuple[int, Any, Any]]:
-        """(trial id, slot, seed) of the lowest-numbered WAITING trials, in one query.
-
-        Study.ask reads every WAITING trial with all its attributes to pop one; with a whole
-        budget laid out as WAITING trials, that read would grow with the budget. Here the
-        head of the queue is chosen first and only its rows look up their attributes, so the
-        cost stays bounded even before PostgreSQL has statistics on new tables (a plain join
-        was planned as nested sequential scans: quadratic in the queue's length).
-        """
-        import sqlalchemy
-
-        query = sqlalchemy.text(
-            "SELECT h.trial_id,"
-            " (SELECT value_json FROM trial_user_attributes a"
-            "   WHERE a.trial_id = h.trial_id AND a.key = 'slot'),"
-            " (SELECT value_json FROM trial_user_attributes a"
-            "   WHERE a.trial_id = h.trial_id AND a.key = 'seed')"
-            " FROM (SELECT trial_id, number FROM trials"
-            "   WHERE study_id = :study_id AND state = 'WAITING'"
-            "   ORDER BY number LIMIT :limit) AS h"
-            " ORDER BY h.number")
-        with self.engine.connect() as conn:
-            rows = conn.execute(query, {"study_id": study_id, "limit": limit})
-            return [(tid, *(None if v is None else json.loads(v) for v in (slot, seed)))
-                    for tid, slot, seed in rows]
-
-    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
-        """Several user attributes of a running trial in one statement (provenance is ten);
-        Optuna writes each one in a transaction of its own."""
-        from optuna.storages._rdb import models
-        from sqlalchemy.dialects.postgresql import insert
-
-        rows = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
-                for k, v in attrs.items()]
-        statement = insert(models.TrialUserAttributeModel).values(rows)
-        statement = statement.on_conflict_do_update(
-            index_elements=["trial_id", "key"],
-            set_={"value_json": statement.excluded.value_json})
-        with self.engine.begin() as conn:
-            conn.execute(statement)
+class ReconnectingRDBStorage(QueueStatements, RDBStorage):
+    """Optuna's RDBStorage whose calls survive a database restart, with the one-statement
+    trial queue of :mod:`hpo.pgqueue`."""
 
 
 # Every call a worker, the sampler or the reaper makes, including the private ones Optuna's
@@ -143,6 +87,6 @@ for _name in (
     "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
     "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
     "get_trial_user_attrs", "get_trial_system_attrs", "get_best_trial", "get_n_trials",
-    "record_heartbeat", "_get_stale_trial_ids", "waiting_trial_ids", "set_trial_user_attrs",
+    "record_heartbeat", "_get_stale_trial_ids", "claim_trial", "finish_trial",
 ):
     setattr(ReconnectingRDBStorage, _name, _retrying(getattr(ReconnectingRDBStorage, _name)))

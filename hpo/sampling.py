@@ -91,6 +91,19 @@ class PlaybookSampler(BaseSampler):
         point = dict(zip(self._coordinates[group], self.nuisance_point(self.pair_index(slot))))
         return {**value, **{n: active[n].from_unit(u) for n, u in point.items()}}
 
+    def planned(self, slot: int) -> tuple[dict[str, Any], dict[str, BaseDistribution]] | None:
+        """The slot's point and its distributions, known before any trial runs; None in the
+        exploit phase, where the point depends on the results so far."""
+        if self._phase == "exploit":
+            return None
+        params = self.explore_params(slot)
+        hyperparameters = self._space.hyperparameters
+        return params, {n: hyperparameters[n].distribution.to_optuna() for n in params}
+
+    def trial_seed(self, slot: int) -> int:
+        """The k-th trial of every scientific value shares a seed, as it shares a point."""
+        return np_seed(self._seed, self.pair_index(slot))
+
     # --- Optuna's sampler interface --------------------------------------------------------
 
     def infer_relative_search_space(

@@ -73,10 +73,9 @@ def run_worker(
     """
     import optuna
 
-    from hpo.budget import progress, set_user_attrs, take
+    from hpo.budget import progress, take
     from hpo.liveness import reap
     from hpo.provenance import collect
-    from hpo.sampling import np_seed
     from hpo.study import open_in_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -96,28 +95,22 @@ def run_worker(
             # A stop signal while a trial changes hands would leave it RUNNING with nobody
             # running it: hold signals until the trial is ours and marked as ours...
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-            taken = take(study, total)
-            if taken is None:
+            # Whose trial this is goes in with the claim: the reaper judges a RUNNING trial
+            # by host and pid.
+            trial = take(study, total, provenance)
+            if trial is None:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 if progress(study, total)[0] >= total:
                     return ran
                 time.sleep(poll_seconds)
                 reaped_at = 0.0  # idle: reap on every pass, a retry may be all that is left
                 continue
-            # Whose trial this is, first: the reaper judges a RUNNING trial by host and pid.
-            # The seed goes in the same write: the k-th trial of every scientific value
-            # shares a seed, as it shares a nuisance point; a re-run or retry keeps its own.
-            trial_id = taken.trial_id
-            attrs = dict(provenance)
-            if taken.seed is None and taken.slot is not None:
-                attrs["seed"] = np_seed(definition.seed, study.sampler.pair_index(taken.slot))
-            set_user_attrs(study, trial_id, attrs)
             try:
                 # ...and deliver a pending one here, where the trial is handed back.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-                run_trial(definition, study, trial_id)
+                run_trial(definition, study, trial)
             except WorkerStopped:
-                _hand_back(storage, trial_id)
+                _hand_back(storage, trial)
                 raise
             ran += 1
     finally:
@@ -126,7 +119,7 @@ def run_worker(
             signal.signal(s, handler)
 
 
-def _hand_back(storage: Any, trial_id: int) -> None:
+def _hand_back(storage: Any, trial: optuna.trial.FrozenTrial) -> None:
     """Put a trial back in the queue: a stopped worker is not a failed trial.
 
     Another worker (or this one, later) runs it with the same parameters, resuming from its
@@ -136,14 +129,14 @@ def _hand_back(storage: Any, trial_id: int) -> None:
     from optuna.trial import TrialState
 
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # a second Ctrl-C must not cut it
-    storage.set_trial_user_attr(trial_id, "worker_pid", None)
-    storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
-    number = storage.get_trial(trial_id).number
-    log.warning("trial %d handed back: worker stopped", number)
+    storage.set_trial_user_attr(trial._trial_id, "worker_pid", None)
+    storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
+    log.warning("trial %d handed back: worker stopped", trial.number)
 
 
-def run_trial(definition: Study, study: optuna.Study, trial_id: int) -> None:
-    """Run one trial the worker has taken, and record how it ended.
+def run_trial(definition: Study, study: optuna.Study, claimed: optuna.trial.FrozenTrial) -> None:
+    """Run one trial the worker has taken (RUNNING, as :func:`hpo.budget.take` returned it),
+    and record how it ended.
 
     WorkerStopped propagates: the caller hands the trial back.
     """
@@ -151,15 +144,15 @@ def run_trial(definition: Study, study: optuna.Study, trial_id: int) -> None:
     from optuna.trial import TrialState
 
     from hpo.liveness import Heartbeat
-    from hpo.sampling import np_seed, slot_of
+    from hpo.sampling import slot_of
 
-    with Heartbeat(study._storage, trial_id):
-        trial = optuna.Trial(study, trial_id)
+    with Heartbeat(study._storage, claimed._trial_id):
+        trial = optuna.Trial(study, claimed._trial_id)
         try:
             config = build_config(definition, trial)
             seed = trial.user_attrs.get("seed")
             if seed is None:  # a trial enqueued by hand, outside the design's slots
-                seed = np_seed(definition.seed, study.sampler.pair_index(slot_of(trial)))
+                seed = study.sampler.trial_seed(slot_of(claimed))
                 trial.set_user_attr("seed", seed)
             value = definition.objective(config, Context(trial, seed=seed))
         except optuna.TrialPruned:
@@ -183,12 +176,12 @@ def run_trial(definition: Study, study: optuna.Study, trial_id: int) -> None:
         trial.set_user_attr("diverged", True)
         _fail(study, trial, f"diverged: {definition.metric} is {value}")
         return
-    _tell(study, trial, value)
+    _tell(study, trial, value, claimed=claimed)
     log.info("trial %d finished: %s=%g %s", trial.number, definition.metric, value, dict(trial.params))
 
 
 def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None, *,
-          state: Any = None) -> None:
+          state: Any = None, claimed: optuna.trial.FrozenTrial | None = None) -> None:
     """``study.tell`` that tolerates a finish already written.
 
     After a lost connection the storage retries the write; if the first attempt had been
@@ -197,8 +190,13 @@ def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None, 
     """
     from optuna.exceptions import UpdateFinishedTrialError
 
+    from hpo.budget import finish
+
     try:
-        study.tell(trial, value, state=state)
+        if state is None and claimed is not None:
+            finish(study, claimed, value)
+        else:
+            study.tell(trial, value, state=state)
     except UpdateFinishedTrialError:
         stored = study._storage.get_trial(trial._trial_id)
         if state is not None and stored.state != state or state is None and stored.value != value:
@@ -212,9 +210,20 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 def _release_gpu_memory() -> None:
+    """Hand a failed trial's GPU memory back to the device; called while its error is handled.
+
+    That error's traceback holds the objective's frames, and with them every tensor the
+    objective had: clear those frames first, or the tensors are still alive when the cache is
+    emptied, and stay in PyTorch's cache (unusable by other processes) once they die.
+    """
     import gc
     import sys
 
+    error, seen = sys.exc_info()[1], set()
+    while error is not None and id(error) not in seen:  # the error and what it was raised from
+        seen.add(id(error))
+        traceback.clear_frames(error.__traceback__)  # skips the frames still running (ours)
+        error = error.__cause__ or error.__context__
     gc.collect()  # the failed objective's tensors, now unreachable
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
