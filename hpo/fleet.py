@@ -61,6 +61,9 @@ def discover_gpus() -> dict[str, str]:
         import torch
     except ImportError:
         return {}
+    # The workers number GPUs in PCI bus order (see seats); so must this, if CUDA is not yet
+    # initialized in this process (the order is read then).
+    os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     return {str(i): torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())}
 
 
@@ -108,7 +111,10 @@ def seats(gpus: str | None, workers: int | None) -> list[Seat]:
                              f"this machine has GPU indices: {have}")
         if len(set(chosen)) != len(chosen):
             raise SpaceError(f"--gpus {gpus}: a GPU is listed twice; one worker per GPU")
-    return [Seat(f"GPU {g} ({found[g]})", {"CUDA_VISIBLE_DEVICES": g, "HPO_GPU_NAME": found[g]})
+    # nvidia-smi numbers GPUs in PCI bus order, CUDA (and so CUDA_VISIBLE_DEVICES) by default
+    # fastest first: on a machine with mixed GPUs, index 0 would be two different cards.
+    return [Seat(f"GPU {g} ({found[g]})", {"CUDA_VISIBLE_DEVICES": g, "HPO_GPU_NAME": found[g],
+                                           "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
             for g in chosen]
 
 

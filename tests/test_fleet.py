@@ -242,6 +242,17 @@ def test_gpu_workers_are_pinned_one_per_selected_gpu(tmp_path, study_file):
     assert set(pids_per_gpu) <= {"0", "2"}
 
 
+def test_gpu_seats_count_gpus_in_nvidia_smi_order(monkeypatch):
+    """CUDA numbers GPUs fastest first unless told otherwise; nvidia-smi by PCI bus."""
+    from hpo.fleet import seats
+
+    monkeypatch.setenv("HPO_GPUS", "0:Fake T4,1:Fake A100")
+    (seat,) = seats("1", None)
+    assert seat.label == "GPU 1 (Fake A100)"
+    assert seat.env == {"CUDA_VISIBLE_DEVICES": "1", "HPO_GPU_NAME": "Fake A100",
+                        "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+
+
 @pytest.mark.parametrize("args, gpus, message", [
     (["--gpus", "5"], "0:A,1:B", "--gpus 5: GPU 5 does not exist; this machine has GPU indices: 0, 1"),
     (["--gpus", "all"], "", "--gpus all: no GPU found"),

@@ -232,7 +232,13 @@ class _Run:
         """The training set in epoch ``epoch``'s order: a function of the seed and epoch only,
         so a resumed run sees the very batches the uninterrupted one would have."""
         generator = torch.Generator().manual_seed(seed_for(self.ctx.seed, "data", epoch))
-        order = torch.randperm(self.data.train_examples, generator=generator).to(self.device)
+        order = torch.randperm(self.data.train_examples, generator=generator)
+        if self.device.type == "cuda":
+            # From pinned memory the copy is asynchronous; from ordinary memory, .to() would
+            # wait for every queued step to finish, once an epoch.
+            order = order.pin_memory().to(self.device, non_blocking=True)
+        else:
+            order = order.to(self.device)
         return self.data.x_train[order], self.data.y_train[order]
 
     # --- evaluation and checkpoints ---------------------------------------------------------
