@@ -23,6 +23,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState, create_trial
 
 if TYPE_CHECKING:
@@ -97,8 +98,9 @@ def dead_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         stale.update(storage._get_stale_trial_ids(study._study_id))
     # Only the RUNNING trials, straight from the database where there is one: through
     # Optuna's cache, this read would also fetch every WAITING trial of the budget.
-    backend = getattr(storage, "_backend", storage)
-    running = backend.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+    backend = getattr(storage, "_backend", None)
+    source = backend if isinstance(backend, RDBStorage) else storage
+    running = source.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
     for t in running:
         pid = t.user_attrs.get("worker_pid")
         if t.user_attrs.get("host") == HOST and isinstance(pid, int) and pid != os.getpid() \
