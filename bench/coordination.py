@@ -11,8 +11,10 @@ recording the result.
 
 Time per trial is measured from the trials' own start and end times in storage (first
 start to last finish, divided by trials), so process start-up and imports are not counted.
+Both sides must finish exactly W x T new trials, or the run stops: speed that loses or
+duplicates trials does not count.
 
-    python bench/coordination.py                 # 4 workers x 50 trials, prefill 100 and 10,000
+    python bench/coordination.py                 # 4 workers x 250 trials, prefill 100 and 10,000
     python bench/coordination.py --quick         # small, for the test suite
     python bench/coordination.py --pg postgresql+psycopg2://postgres@127.0.0.1:5432
 """
@@ -70,10 +72,12 @@ def prefill(study: optuna.Study, count: int, slots: bool) -> None:
     ])
 
 
-def seconds_per_trial(url: str, skip: int) -> float:
+def seconds_per_trial(url: str, skip: int, expected: int) -> float:
     study = optuna.load_study(study_name="coordination", storage=url)
     new = [t for t in study.get_trials(deepcopy=False) if t.number >= skip
            and t.state == TrialState.COMPLETE and t.datetime_start and t.datetime_complete]
+    if len(new) != expected:
+        raise SystemExit(f"expected {expected} new finished trials, found {len(new)}")
     span = max(t.datetime_complete for t in new) - min(t.datetime_start for t in new)
     return span.total_seconds() / len(new)
 
@@ -89,7 +93,7 @@ def run_plain(url: str, prefilled: int, workers: int, trials: int) -> float:
         p.join()
         if p.exitcode != 0:
             raise SystemExit(f"plain Optuna worker failed with exit code {p.exitcode}")
-    return seconds_per_trial(url, prefilled)
+    return seconds_per_trial(url, prefilled, workers * trials)
 
 
 def run_hpo(url: str, prefilled: int, workers: int, trials: int, folder: Path) -> float:
@@ -107,7 +111,7 @@ def run_hpo(url: str, prefilled: int, workers: int, trials: int, folder: Path) -
     for p in procs:
         if p.wait() != 0:
             raise SystemExit(f"hpo worker failed with exit code {p.returncode}")
-    return seconds_per_trial(url, prefilled)
+    return seconds_per_trial(url, prefilled, workers * trials)
 
 
 def fresh_database(server: str) -> str:
@@ -133,7 +137,7 @@ def main() -> int:
     parser.add_argument("--pg", default="postgresql+psycopg2://postgres@127.0.0.1:5432",
                         help="PostgreSQL server URL without a database name")
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--trials", type=int, default=50, help="new trials per worker")
+    parser.add_argument("--trials", type=int, default=250, help="new trials per worker")
     parser.add_argument("--prefill", type=int, nargs="+", default=[100, 10_000])
     parser.add_argument("--quick", action="store_true", help="2 workers x 10 trials, prefill 20")
     args = parser.parse_args()

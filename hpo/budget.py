@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
 
-from hpo.sampling import SLOT_ATTR
+from hpo.sampling import RERUN_ATTR, SLOT_ATTR
 
 if TYPE_CHECKING:
     import optuna
@@ -73,8 +73,7 @@ def take(study: optuna.Study, budget: int, attrs: dict[str, Any]) -> optuna.tria
             study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         return trial
     for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        # Slots laid out by an earlier, larger budget wait for a run that asks for them.
-        if trial.user_attrs.get(SLOT_ATTR, -1) >= budget:
+        if _beyond(trial.user_attrs, budget):
             continue
         try:
             # False when another worker popped it first: try the next one.
@@ -86,6 +85,12 @@ def take(study: optuna.Study, budget: int, attrs: dict[str, Any]) -> optuna.tria
             storage.set_trial_user_attr(trial._trial_id, key, value)
         return storage.get_trial(trial._trial_id)
     return None
+
+
+def _beyond(user_attrs: dict[str, Any], budget: int) -> bool:
+    # Slots laid out by an earlier, larger budget wait for a run that asks for them. Seed
+    # re-runs are extra evaluations of finished slots: whatever the budget, they run.
+    return user_attrs.get(SLOT_ATTR, -1) >= budget and RERUN_ATTR not in user_attrs
 
 
 def finish(study: optuna.Study, trial: optuna.trial.FrozenTrial, value: float) -> None:
@@ -116,3 +121,11 @@ def progress(study: optuna.Study, budget: int) -> tuple[int, int]:
         if t.state in PENDING:
             pending.add(slot)
     return len(planned - pending), budget
+
+
+def finished(study: optuna.Study, budget: int) -> bool:
+    """Every slot of the budget done, and no seed re-run waiting or running."""
+    if progress(study, budget)[0] < budget:
+        return False
+    return not any(RERUN_ATTR in t.user_attrs
+                   for t in study.get_trials(deepcopy=False, states=PENDING))

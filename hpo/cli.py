@@ -171,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("hpo: interrupted; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`hpo report | head`): not an error. Python would otherwise
+        # complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _run(args: argparse.Namespace, url: str) -> int:
@@ -293,7 +298,7 @@ def _seeds(args: argparse.Namespace, url: str) -> int:
     per_trial = Counter((r.of, r.group) for r in added)
     listed = ", ".join(f"trial #{n} ({g}) x{c}" for (n, g), c in per_trial.items())
     print(f"hpo: enqueued {len(added)} seed re-run(s): {listed}; workers run them like any "
-          f"trial: hpo run {args.study_file} (with the --storage and --trials it ran with), "
+          f"trial, whatever the budget: hpo run {args.study_file} (with the same --storage), "
           "then hpo report", file=sys.stderr)
     return EXIT_OK
 

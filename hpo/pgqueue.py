@@ -25,7 +25,7 @@ from optuna import distributions
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.sampling import SLOT_ATTR
+from hpo.sampling import RERUN_ATTR, SLOT_ATTR
 
 _CLAIM = """
 WITH claimed AS (
@@ -33,10 +33,13 @@ WITH claimed AS (
     WHERE trial_id = (
         SELECT t.trial_id FROM trials t
         WHERE t.study_id = :study_id AND t.state = 'WAITING'
-          -- Slots laid out by an earlier, larger budget wait for a run that asks for them.
+          -- Slots laid out by an earlier, larger budget wait for a run that asks for them;
+          -- seed re-runs are extra evaluations and run whatever the budget (hpo.budget).
           AND NOT EXISTS (SELECT 1 FROM trial_user_attributes a
                           WHERE a.trial_id = t.trial_id AND a.key = :slot_key
-                            AND CAST(a.value_json AS numeric) >= :budget)
+                            AND CAST(a.value_json AS numeric) >= :budget
+                            AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r
+                                            WHERE r.trial_id = t.trial_id AND r.key = :rerun_key))
         ORDER BY t.number LIMIT 1
         FOR UPDATE OF t SKIP LOCKED)
     RETURNING trial_id, number, datetime_start
@@ -112,7 +115,7 @@ class QueueStatements:
         with self.engine.begin() as conn:
             row = conn.execute(sqlalchemy.text(_CLAIM), {
                 "now": datetime.now(),  # Optuna's own clock for start and end: local, naive
-                "study_id": study_id, "budget": budget, "slot_key": SLOT_ATTR,
+                "study_id": study_id, "budget": budget, "slot_key": SLOT_ATTR, "rerun_key": RERUN_ATTR,
                 "keys": keys, "values": values,
             }).first()
         if row is None:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from hpo.space import Space
 
 SLOT_ATTR = "slot"
+# A seed re-run (hpo seeds) of a finished trial: same slot and point, another seed. It is an
+# extra evaluation, not part of the budget.
+RERUN_ATTR = "seed_rerun_of"
 
 
 def slot_of(trial: FrozenTrial) -> int:

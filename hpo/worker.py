@@ -73,7 +73,7 @@ def run_worker(
     """
     import optuna
 
-    from hpo.budget import progress, take
+    from hpo.budget import finished, take
     from hpo.liveness import reap
     from hpo.provenance import collect
     from hpo.study import open_in_storage
@@ -100,7 +100,7 @@ def run_worker(
             trial = take(study, total, provenance)
             if trial is None:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-                if progress(study, total)[0] >= total:
+                if finished(study, total):
                     return ran
                 time.sleep(poll_seconds)
                 reaped_at = 0.0  # idle: reap on every pass, a retry may be all that is left

@@ -149,3 +149,27 @@ def test_a_seed_rerun_enqueued_after_the_worker_started_runs_with_its_parameters
         original = trials[rerun.user_attrs[RERUN_ATTR]]
         assert rerun.params == original.params
         assert rerun.user_attrs["seed"] != original.user_attrs["seed"]
+
+
+@pytest.mark.parametrize("where", ["postgresql", "journal"])
+def test_a_seed_rerun_of_a_slot_beyond_the_budget_still_runs(where, pg_url, tmp_path):
+    """`hpo run --trials 8`, then `hpo seeds`, then `hpo run` with the file's budget of 4: the
+    re-run of slot 6 is an extra evaluation, not a slot of the budget, so it must run, and
+    workers must not call the study finished while it waits."""
+    from hpo.analysis.results import RERUN_ATTR
+    from hpo.budget import finished
+
+    url = pg_url if where == "postgresql" else str(tmp_path / "j.log")
+    study = optuna.create_study(study_name="q", storage=open_storage(url))
+    for slot in range(8):
+        study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0,
+                                     user_attrs={"slot": slot}))
+    waiting(study, user_attrs={"slot": 7})  # a design slot beyond the budget of 4: left alone
+    waiting(study, user_attrs={"slot": 6, RERUN_ATTR: 6, "seed": 99})
+
+    assert not finished(study, 4)
+    claimed = take(study, 4, MINE)
+    assert claimed.user_attrs[RERUN_ATTR] == 6 and claimed.user_attrs["seed"] == 99
+    assert take(study, 4, MINE) is None
+    study.tell(claimed.number, 0.5)
+    assert finished(study, 4)

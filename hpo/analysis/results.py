@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from hpo.sampling import slot_of
+from hpo.sampling import RERUN_ATTR, slot_of
 from hpo.space import Int
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from hpo.space import Distribution
     from hpo.study import Study
 
-RERUN_ATTR = "seed_rerun_of"
 # More distinct values than this and a scientific integer is plotted in slices.
 MAX_VALUES_UNBUCKETED = 12
 BUCKETS = 8

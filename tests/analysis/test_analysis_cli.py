@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -278,3 +279,15 @@ def test_the_analysis_commands_help_imports_neither_plotly_nor_torch():
             "print('plotly' in sys.modules, 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip().endswith("False False"), result.stdout + result.stderr
+
+
+def test_a_reader_that_stops_early_is_not_an_error(ran, tmp_path):
+    """`hpo report | head`: the pipe closes before the report is printed."""
+    study_file, journal = _copy(ran, tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "report", str(study_file), "--storage", str(journal),
+         "--out", str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # the reader is gone before the first line
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
