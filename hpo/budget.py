@@ -24,6 +24,8 @@ from hpo.sampling import RERUN_ATTR, SLOT_ATTR
 if TYPE_CHECKING:
     import optuna
 
+    from hpo.sampling import PlaybookSampler
+
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 
 
@@ -36,7 +38,7 @@ def lay_out(study: optuna.Study, budget: int) -> int:
 
     Call under :func:`hpo.storage.exclusive`: two callers at once would add a slot twice.
     """
-    sampler = study.sampler
+    sampler: PlaybookSampler = study.sampler
     planned = {t.user_attrs[SLOT_ATTR] for t in study.get_trials(deepcopy=False)
                if SLOT_ATTR in t.user_attrs}
     missing = [s for s in range(budget) if s not in planned]
@@ -44,14 +46,11 @@ def lay_out(study: optuna.Study, budget: int) -> int:
     return len(missing)
 
 
-def _waiting(sampler: Any, slot: int) -> optuna.trial.FrozenTrial:
-    point = sampler.planned(slot) if hasattr(sampler, "planned") else None
-    params, dists = point or ({}, {})
-    user_attrs = {SLOT_ATTR: slot}
-    if hasattr(sampler, "trial_seed"):
-        user_attrs["seed"] = sampler.trial_seed(slot)
+def _waiting(sampler: PlaybookSampler, slot: int) -> optuna.trial.FrozenTrial:
+    params, dists = sampler.planned(slot) or ({}, {})
     return create_trial(state=TrialState.WAITING, params=params, distributions=dists,
-                        user_attrs=user_attrs, system_attrs={"fixed_params": {}})
+                        user_attrs={SLOT_ATTR: slot, "seed": sampler.trial_seed(slot)},
+                        system_attrs={"fixed_params": {}})
 
 
 def take(study: optuna.Study, budget: int, attrs: dict[str, Any]) -> optuna.trial.FrozenTrial | None:

@@ -15,7 +15,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
 
-from hpo.budget import finish, lay_out, take
+from hpo.budget import finish, take
 from hpo.storage import open_storage
 from hpo.study import load_study_file, open_in_storage
 
