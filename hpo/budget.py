@@ -67,9 +67,14 @@ def take(study: optuna.Study, budget: int, attrs: dict[str, Any]) -> optuna.tria
         # all its attributes to pop one, which would grow with the budget on every take.
         trial = backend.claim_trial(study._study_id, budget, attrs)
         if trial is not None and not trial.params:
-            # Its parameters will be written while it runs (exploit phase, a seed re-run),
-            # through Optuna's cache, which must have seen the trial: let it read the study.
-            study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            # Not laid out with its point (exploit phase, a seed re-run): choose it now and
+            # write it at once. Written one by one while the trial runs, each would go
+            # through Optuna's cache, which knows only the trials it has read, and reading
+            # the study for it re-reads every WAITING trial of the budget.
+            params, dists = study.sampler.point(study, trial)
+            backend.set_trial_params(trial._trial_id, params, dists)
+            trial.params.update(params)
+            trial.distributions.update(dists)
         return trial
     for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         if _beyond(trial.user_attrs, budget):

@@ -151,6 +151,38 @@ class QueueStatements:
                 "now": datetime.now(), "trial_id": trial_id, "value": float(value)}).first()
         return done is not None
 
+    def set_trial_params(self, trial_id: int, params: dict[str, Any],
+                         dists: dict[str, distributions.BaseDistribution]) -> None:
+        """All of a claimed trial's parameters in one statement. Optuna writes each in a
+        transaction of its own after checking it against the study's earlier trials; the
+        study's fingerprint already guarantees that (hpo.study)."""
+        from sqlalchemy.dialects.postgresql import insert
+
+        rows = [{"trial_id": trial_id, "param_name": name,
+                 "param_value": dists[name].to_internal_repr(value),
+                 "distribution_json": distributions.distribution_to_json(dists[name])}
+                for name, value in params.items()]
+        with self.engine.begin() as conn:
+            conn.execute(insert(models.TrialParamModel).values(rows))
+
+    def update_finished(self, study_id: int, known: dict[int, FrozenTrial]) -> None:
+        """Add the study's finished trials that ``known`` lacks (a finished trial never
+        changes). Optuna's cache re-reads every unfinished trial on each read, and a laid-out
+        budget is thousands of WAITING trials: here only their ids are read."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            ids = {row[0] for row in conn.execute(sqlalchemy.text(
+                "SELECT trial_id FROM trials WHERE study_id = :study_id"
+                " AND state IN ('COMPLETE', 'PRUNED')"), {"study_id": study_id})}
+        new = ids - known.keys()
+        if new:
+            finished = (TrialState.COMPLETE, TrialState.PRUNED)
+            # The first time, all of them; then those ids (and any that finished since).
+            which = (set(), -1) if not known else (new, max(new))
+            for trial in self._get_trials(study_id, finished, *which):  # type: ignore[attr-defined]
+                known[trial._trial_id] = trial
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         claimed = getattr(self, "_claimed", None)
         if claimed is not None and claimed._trial_id == trial_id:

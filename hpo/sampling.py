@@ -19,8 +19,9 @@ optimization inside each scientific value, still assigned in balance.
 
 from __future__ import annotations
 
+import copy
 import functools
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
     from hpo.space import Space
 
+_TPE_STATES = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING}
 SLOT_ATTR = "slot"
 # A seed re-run (hpo seeds) of a finished trial: same slot and point, another seed. It is an
 # extra evaluation, not part of the budget.
@@ -69,6 +71,7 @@ class PlaybookSampler(BaseSampler):
         self._seed = seed
         self._n_startup_trials = n_startup_trials
         self._tpe = TPESampler(seed=seed, n_startup_trials=0, multivariate=True)
+        self._finished: dict[int, dict[int, FrozenTrial]] = {}  # study id -> trial id -> trial
 
     # --- the design, from the slot --------------------------------------------------------
 
@@ -106,6 +109,36 @@ class PlaybookSampler(BaseSampler):
     def trial_seed(self, slot: int) -> int:
         """The k-th trial of every scientific value shares a seed, as it shares a point."""
         return np_seed(self._seed, self.pair_index(slot))
+
+    def point(self, study: OptunaStudy, trial: FrozenTrial) -> tuple[dict[str, Any], dict]:
+        """Every parameter of a trial that has none yet, and their distributions: what
+        Optuna's Trial would ask for one by one, in its order (fixed, relative, independent).
+        """
+        slot = slot_of(trial)
+        value = self.scientific_value(slot)
+        dists = {n: hp.distribution.to_optuna() for n, hp in self._space.hyperparameters.items()
+                 if n in value or n in self._space.active_nuisance(value)}
+        fixed = trial.system_attrs.get("fixed_params") or {}
+        relative = self.sample_relative(study, trial, self.infer_relative_search_space(study, trial))
+        explore = self.explore_params(slot)
+        params = {n: fixed[n] if n in fixed else relative.get(n, explore[n]) for n in dists}
+        return params, dists
+
+    def stored_trials(self, study: OptunaStudy, states: Container[TrialState]) -> list | None:
+        """The study's finished (and, if asked, running) trials from PostgreSQL, the finished
+        ones read incrementally; None where Optuna's own read is the way (other storages,
+        other states). TPE reads running trials too: its "constant liar" avoids proposing
+        what another worker is trying right now."""
+        backend = getattr(study._storage, "_backend", None)
+        if not hasattr(backend, "update_finished") or not set(states) <= _TPE_STATES:
+            return None
+        known = self._finished.setdefault(study._study_id, {})
+        backend.update_finished(study._study_id, known)
+        trials = list(known.values())
+        if TrialState.RUNNING in states:
+            trials += backend.get_all_trials(study._study_id, deepcopy=False,
+                                             states=(TrialState.RUNNING,))
+        return sorted(trials, key=lambda t: t.number)
 
     # --- Optuna's sampler interface --------------------------------------------------------
 
@@ -189,8 +222,12 @@ class _ScientificSlice:
         self._group = group
 
     def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list:
-        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        return [t for t in trials if self._sampler.group_index(slot_of(t)) == self._group]
+        trials = None if states is None else self._sampler.stored_trials(self._study, states)
+        if trials is None:
+            trials = self._study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
+        mine = [t for t in trials if self._sampler.group_index(slot_of(t)) == self._group
+                and (states is None or t.state in states)]
+        return copy.deepcopy(mine) if deepcopy else mine
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list:
         return self._get_trials(deepcopy=deepcopy, states=states)

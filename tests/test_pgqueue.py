@@ -30,6 +30,13 @@ def waiting(study, **kwargs):
     return study.get_trials(deepcopy=False)[-1]
 
 
+@pytest.fixture
+def empty_study(study_file):
+    """An hpo study (the playbook sampler over the synthetic space) with no trials yet."""
+    definition = load_study_file(study_file(name="q"))
+    return lambda url: open_in_storage(definition, url, budget=0)
+
+
 def fields(trial):
     return (trial.number, trial.state, trial.params, trial.distributions, trial.user_attrs,
             trial.system_attrs, trial.intermediate_values, trial._trial_id)
@@ -68,21 +75,25 @@ def test_a_claim_answers_what_optuna_reads_back(pg_url):
     assert storage.get_trial(claimed._trial_id) is not claimed
 
 
-def test_claims_take_the_lowest_slot_inside_the_budget_once_each(pg_url):
-    study = optuna.create_study(study_name="q", storage=open_storage(pg_url))
+def test_claims_take_the_lowest_slot_inside_the_budget_once_each(pg_url, empty_study):
+    study = empty_study(pg_url)
     for slot in (0, 5, 1, 7):
         waiting(study, user_attrs={"slot": slot})
     # Slots 5 and 7 were laid out by an earlier, larger budget: a run of 5 leaves them.
     got = [take(study, budget=5, attrs=MINE) for _ in range(3)]
     assert [t.user_attrs["slot"] for t in got[:2]] == [0, 1] and got[2] is None
+    # Laid out without a point, so the claim chose it and wrote it, as stored.
+    assert got[1].params == study.sampler.explore_params(1)
+    assert open_storage(pg_url).get_trial(got[1]._trial_id).params == got[1].params
     assert take(study, budget=8, attrs=MINE).user_attrs["slot"] == 5
     states = {t.user_attrs["slot"]: t.state for t in study.get_trials()}
     assert states == {0: TrialState.RUNNING, 1: TrialState.RUNNING, 5: TrialState.RUNNING,
                       7: TrialState.WAITING}
 
 
-def test_finish_writes_what_study_tell_writes_and_refuses_a_trial_no_longer_running(pg_url):
-    study = optuna.create_study(study_name="q", storage=open_storage(pg_url))
+def test_finish_writes_what_study_tell_writes_and_refuses_a_trial_no_longer_running(pg_url,
+                                                                                  empty_study):
+    study = empty_study(pg_url)
     waiting(study, user_attrs={"slot": 0})
     waiting(study, user_attrs={"slot": 1})
     first, second = take(study, 2, MINE), take(study, 2, MINE)
@@ -152,7 +163,8 @@ def test_a_seed_rerun_enqueued_after_the_worker_started_runs_with_its_parameters
 
 
 @pytest.mark.parametrize("where", ["postgresql", "journal"])
-def test_a_seed_rerun_of_a_slot_beyond_the_budget_still_runs(where, pg_url, tmp_path):
+def test_a_seed_rerun_of_a_slot_beyond_the_budget_still_runs(where, pg_url, tmp_path,
+                                                             empty_study):
     """`hpo run --trials 8`, then `hpo seeds`, then `hpo run` with the file's budget of 4: the
     re-run of slot 6 is an extra evaluation, not a slot of the budget, so it must run, and
     workers must not call the study finished while it waits."""
@@ -160,7 +172,7 @@ def test_a_seed_rerun_of_a_slot_beyond_the_budget_still_runs(where, pg_url, tmp_
     from hpo.budget import finished
 
     url = pg_url if where == "postgresql" else str(tmp_path / "j.log")
-    study = optuna.create_study(study_name="q", storage=open_storage(url))
+    study = empty_study(url)
     for slot in range(8):
         study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0,
                                      user_attrs={"slot": slot}))
@@ -173,3 +185,45 @@ def test_a_seed_rerun_of_a_slot_beyond_the_budget_still_runs(where, pg_url, tmp_
     assert take(study, 4, MINE) is None
     study.tell(claimed.number, 0.5)
     assert finished(study, 4)
+
+
+def test_finished_trials_are_read_incrementally_also_when_they_finish_out_of_order(pg_url,
+                                                                                   empty_study):
+    """TPE's reads in the exploit phase: only finished trials, and each one once."""
+    study = empty_study(pg_url)
+    for slot in range(3):
+        waiting(study, user_attrs={"slot": slot})
+    first, second, third = (take(study, 3, MINE) for _ in range(3))
+    backend, known = study._storage._backend, {}
+    finish(study, third, 3.0)
+    backend.update_finished(study._study_id, known)
+    assert sorted(known) == [third._trial_id]
+    finish(study, first, 1.0)  # a lower id, finished later
+    study._storage.set_trial_state_values(second._trial_id, TrialState.PRUNED)
+    backend.update_finished(study._study_id, known)
+    assert {t.number: t.state for t in known.values()} == {
+        first.number: TrialState.COMPLETE, second.number: TrialState.PRUNED,
+        third.number: TrialState.COMPLETE}
+    assert known[first._trial_id].value == 1.0
+
+
+def test_exploit_trials_get_their_whole_point_at_the_claim(pg_url, study_file):
+    """In the exploit phase a slot's point depends on the results so far: it is chosen when
+    the trial is claimed (TPE within the scientific value, after 10 finished trials of it)
+    and written at once, so the objective reads the parameters it was given."""
+    from hpo.worker import run_worker
+
+    definition = load_study_file(study_file(name="ex", per_value=14, phase="exploit"))
+    assert run_worker(definition, pg_url, budget=28) == 28
+    trials = optuna.load_study(study_name="ex", storage=open_storage(pg_url)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 28
+    sampler = open_in_storage(definition, pg_url, budget=28).sampler
+    for t in trials:
+        slot = t.user_attrs["slot"]
+        assert t.params["optimizer"] == sampler.scientific_value(slot)["optimizer"]
+        extra = "momentum" if t.params["optimizer"] == "sgd" else "beta1"
+        assert set(t.params) == {"optimizer", "learning_rate", extra}
+        if slot < 20:  # fewer than 10 finished per value: still the explore design
+            assert t.params == sampler.explore_params(slot)
+    # Past the start-up trials, TPE proposes points the explore design would not.
+    assert any(t.params != sampler.explore_params(t.user_attrs["slot"]) for t in trials[20:])
