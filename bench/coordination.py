@@ -9,6 +9,11 @@ recording the result.
 * hpo: ``hpo worker`` processes on an hpo study of the same space (explore phase), whose
   global budget is the prefilled trials plus W x T.
 
+``--phase exploit`` compares the Bayesian phase instead: Optuna's default TPESampler against
+hpo's exploit phase (TPE within each scientific value), so the sampler's own work is counted
+on both sides. ``--ahead N`` lays out N more slots than the run takes, as a study with a large
+budget has, to show that a long queue of WAITING trials costs nothing per trial.
+
 Time per trial is measured from the trials' own start and end times in storage (first
 start to last finish, divided by trials), so process start-up and imports are not counted.
 Both sides must finish exactly W x T new trials, or the run stops: speed that loses or
@@ -57,10 +62,10 @@ def plain_objective(trial: optuna.Trial) -> float:
     return trial.suggest_float("x", 0.0, 1.0) + trial.suggest_float("y", 0.0, 1.0)
 
 
-def plain_worker(url: str, trials: int) -> None:
+def plain_worker(url: str, trials: int, phase: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name="coordination", storage=url,
-                              sampler=optuna.samplers.RandomSampler())
+    sampler = optuna.samplers.TPESampler() if phase == "exploit" else optuna.samplers.RandomSampler()
+    study = optuna.load_study(study_name="coordination", storage=url, sampler=sampler)
     study.optimize(plain_objective, n_trials=trials)
 
 
@@ -82,11 +87,12 @@ def seconds_per_trial(url: str, skip: int, expected: int) -> float:
     return span.total_seconds() / len(new)
 
 
-def run_plain(url: str, prefilled: int, workers: int, trials: int) -> float:
+def run_plain(url: str, prefilled: int, workers: int, trials: int, phase: str) -> float:
     study = optuna.create_study(study_name="coordination", storage=url)
     prefill(study, prefilled, slots=False)
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=plain_worker, args=(url, trials)) for _ in range(workers)]
+    procs = [context.Process(target=plain_worker, args=(url, trials, phase))
+             for _ in range(workers)]
     for p in procs:
         p.start()
     for p in procs:
@@ -96,14 +102,17 @@ def run_plain(url: str, prefilled: int, workers: int, trials: int) -> float:
     return seconds_per_trial(url, prefilled, workers * trials)
 
 
-def run_hpo(url: str, prefilled: int, workers: int, trials: int, folder: Path) -> float:
+def run_hpo(url: str, prefilled: int, workers: int, trials: int, folder: Path, phase: str,
+            ahead: int) -> float:
     from hpo.study import load_study_file, open_in_storage
 
     path = folder / "coordination_study.py"
-    path.write_text(STUDY_FILE)
+    path.write_text(STUDY_FILE.replace("trials_per_value=1", f"trials_per_value=1, phase={phase!r}"))
     study = open_in_storage(load_study_file(path), url, budget=0)
     prefill(study, prefilled, slots=True)
     budget = prefilled + workers * trials
+    if ahead:
+        open_in_storage(load_study_file(path), url, budget=budget + ahead)
     env = {**os.environ, "HPO_STORAGE": url}
     procs = [subprocess.Popen([sys.executable, "-m", "hpo", "worker", str(path), "--quiet",
                                "--trials", str(budget)], env=env, cwd=folder)
@@ -139,14 +148,21 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--trials", type=int, default=250, help="new trials per worker")
     parser.add_argument("--prefill", type=int, nargs="+", default=[100, 10_000])
+    parser.add_argument("--phase", choices=("explore", "exploit"), default="explore",
+                        help="explore: RandomSampler vs hpo's design; exploit: TPE vs hpo's TPE")
+    parser.add_argument("--ahead", type=int, default=0, metavar="N",
+                        help="slots laid out beyond what the run takes (a large budget)")
     parser.add_argument("--quick", action="store_true", help="2 workers x 10 trials, prefill 20")
     args = parser.parse_args()
     if args.quick:
         args.workers, args.trials, args.prefill = 2, 10, [20]
     optuna.logging.set_verbosity(optuna.logging.ERROR)
 
-    print(f"coordination benchmark: {args.workers} workers x {args.trials} new trials each, "
-          f"same PostgreSQL, trivial objective, python {sys.version.split()[0]}")
+    baseline = "TPESampler" if args.phase == "exploit" else "RandomSampler"
+    print(f"coordination benchmark, {args.phase} phase (optuna: {baseline}): {args.workers} "
+          f"workers x {args.trials} new trials each"
+          f"{f', {args.ahead} more slots laid out' if args.ahead else ''}, same PostgreSQL, "
+          f"trivial objective, python {sys.version.split()[0]}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for prefilled in args.prefill:
@@ -157,9 +173,11 @@ def main() -> int:
                 started = time.monotonic()
                 try:
                     if side == "optuna":
-                        result[side] = run_plain(url, prefilled, args.workers, args.trials)
+                        result[side] = run_plain(url, prefilled, args.workers, args.trials,
+                                                 args.phase)
                     else:
-                        result[side] = run_hpo(url, prefilled, args.workers, args.trials, Path(tmp))
+                        result[side] = run_hpo(url, prefilled, args.workers, args.trials,
+                                               Path(tmp), args.phase, args.ahead)
                 finally:
                     drop_database(args.pg, name)
                 print(f"  {side:6} prefill {prefilled:>6}: {1000 * result[side]:7.1f} ms/trial "

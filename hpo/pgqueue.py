@@ -27,6 +27,23 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.sampling import RERUN_ATTR, SLOT_ATTR
 
+# A whole trial in one row, as Optuna's FrozenTrial needs it (see _frozen); {t} is the alias
+# of a row with the trials table's columns.
+_TRIAL = """
+    {t}.trial_id, {t}.number, {t}.state, {t}.datetime_start, {t}.datetime_complete,
+    (SELECT json_agg(json_build_array(v.objective, v.value, v.value_type))
+     FROM trial_values v WHERE v.trial_id = {t}.trial_id),
+    (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json)
+                     ORDER BY p.param_id)
+     FROM trial_params p WHERE p.trial_id = {t}.trial_id),
+    (SELECT json_agg(json_build_array(a.key, a.value_json))
+     FROM trial_user_attributes a WHERE a.trial_id = {t}.trial_id),
+    (SELECT json_agg(json_build_array(s.key, s.value_json))
+     FROM trial_system_attributes s WHERE s.trial_id = {t}.trial_id),
+    (SELECT json_agg(json_build_array(i.step, i.intermediate_value, i.intermediate_value_type))
+     FROM trial_intermediate_values i WHERE i.trial_id = {t}.trial_id)
+"""
+
 _CLAIM = """
 WITH claimed AS (
     UPDATE trials SET state = 'RUNNING', datetime_start = :now
@@ -42,7 +59,7 @@ WITH claimed AS (
                                             WHERE r.trial_id = t.trial_id AND r.key = :rerun_key))
         ORDER BY t.number LIMIT 1
         FOR UPDATE OF t SKIP LOCKED)
-    RETURNING trial_id, number, datetime_start
+    RETURNING *
 ), attrs AS (
     INSERT INTO trial_user_attributes (trial_id, key, value_json)
     SELECT c.trial_id, u.key, u.value_json
@@ -55,17 +72,15 @@ WITH claimed AS (
 )
 -- The subqueries read the trial as it was before this statement: the attributes just
 -- written are merged in by the caller.
-SELECT c.trial_id, c.number, c.datetime_start,
-    (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json)
-                     ORDER BY p.param_id)
-     FROM trial_params p WHERE p.trial_id = c.trial_id),
-    (SELECT json_agg(json_build_array(a.key, a.value_json))
-     FROM trial_user_attributes a WHERE a.trial_id = c.trial_id),
-    (SELECT json_agg(json_build_array(s.key, s.value_json))
-     FROM trial_system_attributes s WHERE s.trial_id = c.trial_id),
-    (SELECT json_agg(json_build_array(i.step, i.intermediate_value, i.intermediate_value_type))
-     FROM trial_intermediate_values i WHERE i.trial_id = c.trial_id)
-FROM claimed c
+SELECT """ + _TRIAL.format(t="c") + """ FROM claimed c
+"""
+
+# The trials TPE needs that the caller does not hold yet: the finished ones it has not seen,
+# and every running one (they change).
+_TPE_TRIALS = """
+SELECT """ + _TRIAL.format(t="t") + """ FROM trials t
+WHERE t.study_id = :study_id AND t.state IN :states
+  AND (t.state = 'RUNNING' OR NOT (t.trial_id = ANY(:known)))
 """
 
 _FINISH = """
@@ -120,23 +135,8 @@ class QueueStatements:
             }).first()
         if row is None:
             return None
-        trial_id, number, started, params, user_attrs, system_attrs, steps = row
-        params = params or []
-        dists = {name: distributions.json_to_distribution(d) for name, _, d in params}
-        value_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
-        trial = FrozenTrial(
-            number=number, state=TrialState.RUNNING, value=None, values=None,
-            datetime_start=started, datetime_complete=None,
-            params={name: dists[name].to_external_repr(v) for name, v, _ in params},
-            distributions=dists,
-            user_attrs={**{k: json.loads(v) for k, v in user_attrs or []}, **attrs},
-            system_attrs={k: json.loads(v) for k, v in system_attrs or []},
-            intermediate_values={
-                step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                    v, value_type[kind])
-                for step, v, kind in steps or []},
-            trial_id=trial_id,
-        )
+        trial = _frozen(row)
+        trial.user_attrs.update(attrs)
         # The claim's answer is the trial as it stands: the next read of it (optuna.Trial's
         # constructor) is served from here instead of six more queries.
         self._claimed = trial
@@ -165,23 +165,22 @@ class QueueStatements:
         with self.engine.begin() as conn:
             conn.execute(insert(models.TrialParamModel).values(rows))
 
-    def update_finished(self, study_id: int, known: dict[int, FrozenTrial]) -> None:
-        """Add the study's finished trials that ``known`` lacks (a finished trial never
-        changes). Optuna's cache re-reads every unfinished trial on each read, and a laid-out
-        budget is thousands of WAITING trials: here only their ids are read."""
+    def tpe_trials(self, study_id: int, known: dict[int, FrozenTrial],
+                   running: bool) -> list[FrozenTrial]:
+        """The study's finished trials (and running ones, if asked), for TPE, in one query.
+
+        ``known`` keeps the finished ones between calls (a finished trial never changes), so
+        only new and running trials are read. Optuna's cache re-reads every unfinished trial
+        on each read, and a laid-out budget is thousands of WAITING trials."""
         import sqlalchemy
 
+        states = ("COMPLETE", "PRUNED", "RUNNING")[:3 if running else 2]
         with self.engine.connect() as conn:
-            ids = {row[0] for row in conn.execute(sqlalchemy.text(
-                "SELECT trial_id FROM trials WHERE study_id = :study_id"
-                " AND state IN ('COMPLETE', 'PRUNED')"), {"study_id": study_id})}
-        new = ids - known.keys()
-        if new:
-            finished = (TrialState.COMPLETE, TrialState.PRUNED)
-            # The first time, all of them; then those ids (and any that finished since).
-            which = (set(), -1) if not known else (new, max(new))
-            for trial in self._get_trials(study_id, finished, *which):  # type: ignore[attr-defined]
-                known[trial._trial_id] = trial
+            rows = conn.execute(sqlalchemy.text(_TPE_TRIALS), {
+                "study_id": study_id, "states": states, "known": list(known)}).all()
+        fetched = [_frozen(row) for row in rows]
+        known.update((t._trial_id, t) for t in fetched if t.state.is_finished())
+        return [*known.values(), *(t for t in fetched if not t.state.is_finished())]
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         claimed = getattr(self, "_claimed", None)
@@ -189,3 +188,27 @@ class QueueStatements:
             self._claimed = None
             return claimed
         return super().get_trial(trial_id)  # type: ignore[misc]
+
+
+def _frozen(row: Any) -> FrozenTrial:
+    """A FrozenTrial from a row of _TRIAL, as Optuna's RDBStorage would build it."""
+    trial_id, number, state, started, completed, values, params, user_attrs, system_attrs, \
+        steps = row
+    value_type = models.TrialValueModel.TrialValueType
+    step_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
+    dists = {name: distributions.json_to_distribution(d) for name, _, d in params or []}
+    return FrozenTrial(
+        number=number, state=TrialState[state], value=None,
+        values=[models.TrialValueModel.stored_repr_to_value(v, value_type[kind])
+                for _, v, kind in sorted(values)] if values else None,
+        datetime_start=started, datetime_complete=completed,
+        params={name: dists[name].to_external_repr(v) for name, v, _ in params or []},
+        distributions=dists,
+        user_attrs={k: json.loads(v) for k, v in user_attrs or []},
+        system_attrs={k: json.loads(v) for k, v in system_attrs or []},
+        intermediate_values={
+            step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                v, step_type[kind])
+            for step, v, kind in steps or []},
+        trial_id=trial_id,
+    )

@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
     from hpo.space import Space
 
-_TPE_STATES = {TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING}
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+_TPE_STATES = {*_FINISHED, TrialState.RUNNING}
 SLOT_ATTR = "slot"
 # A seed re-run (hpo seeds) of a finished trial: same slot and point, another seed. It is an
 # extra evaluation, not part of the budget.
@@ -72,6 +73,7 @@ class PlaybookSampler(BaseSampler):
         self._n_startup_trials = n_startup_trials
         self._tpe = TPESampler(seed=seed, n_startup_trials=0, multivariate=True)
         self._finished: dict[int, dict[int, FrozenTrial]] = {}  # study id -> trial id -> trial
+        self._reads: dict[tuple[int, int], list] = {}  # (study id, group): trials, for one point
 
     # --- the design, from the slot --------------------------------------------------------
 
@@ -124,21 +126,24 @@ class PlaybookSampler(BaseSampler):
         params = {n: fixed[n] if n in fixed else relative.get(n, explore[n]) for n in dists}
         return params, dists
 
-    def stored_trials(self, study: OptunaStudy, states: Container[TrialState]) -> list | None:
-        """The study's finished (and, if asked, running) trials from PostgreSQL, the finished
+    def stored_trials(self, study: OptunaStudy, states: Container[TrialState],
+                      group: int) -> list | None:
+        """One scientific value's finished and running trials from PostgreSQL, the finished
         ones read incrementally; None where Optuna's own read is the way (other storages,
         other states). TPE reads running trials too: its "constant liar" avoids proposing
         what another worker is trying right now."""
         backend = getattr(study._storage, "_backend", None)
-        if not hasattr(backend, "update_finished") or not set(states) <= _TPE_STATES:
+        if not hasattr(backend, "tpe_trials") or not set(states) <= _TPE_STATES:
             return None
-        known = self._finished.setdefault(study._study_id, {})
-        backend.update_finished(study._study_id, known)
-        trials = list(known.values())
-        if TrialState.RUNNING in states:
-            trials += backend.get_all_trials(study._study_id, deepcopy=False,
-                                             states=(TrialState.RUNNING,))
-        return sorted(trials, key=lambda t: t.number)
+        # Choosing one point reads three times (here, TPE, TPE's constant liar): read once,
+        # finished and running, and let the caller keep the states it asked for.
+        key = (study._study_id, group)
+        if key not in self._reads:
+            known = self._finished.setdefault(study._study_id, {})
+            trials = backend.tpe_trials(study._study_id, known, running=True)
+            self._reads[key] = sorted((t for t in trials if self.group_index(slot_of(t)) == group),
+                                      key=lambda t: t.number)
+        return self._reads[key]
 
     # --- Optuna's sampler interface --------------------------------------------------------
 
@@ -156,10 +161,13 @@ class PlaybookSampler(BaseSampler):
         if not search_space:
             return {}
         group = _ScientificSlice(study, self, self.group_index(slot_of(trial)))
-        finished = group._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-        if len(finished) < self._n_startup_trials:
-            return {}  # Too few to model: the explore design's point (sample_independent).
-        return self._tpe.sample_relative(group, trial, search_space)
+        try:
+            finished = group._get_trials(deepcopy=False, states=_FINISHED)
+            if len(finished) < self._n_startup_trials:
+                return {}  # Too few to model: the explore design's point (sample_independent).
+            return self._tpe.sample_relative(group, trial, search_space)
+        finally:
+            self._reads.clear()  # the next point reads afresh
 
     def sample_independent(
         self,
@@ -222,11 +230,12 @@ class _ScientificSlice:
         self._group = group
 
     def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list:
-        trials = None if states is None else self._sampler.stored_trials(self._study, states)
-        if trials is None:
+        mine = None if states is None else self._sampler.stored_trials(self._study, states,
+                                                                        self._group)
+        if mine is None:
             trials = self._study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
-        mine = [t for t in trials if self._sampler.group_index(slot_of(t)) == self._group
-                and (states is None or t.state in states)]
+            mine = [t for t in trials if self._sampler.group_index(slot_of(t)) == self._group]
+        mine = [t for t in mine if states is None or t.state in states]
         return copy.deepcopy(mine) if deepcopy else mine
 
     def get_trials(self, deepcopy: bool = True, states: Any = None) -> list:

@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.postgres
-def test_coordination_benchmark_quick_prints_the_ratio():
-    result = subprocess.run([sys.executable, "bench/coordination.py", "--quick"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("options", [[], ["--phase", "exploit", "--ahead", "50"]])
+def test_coordination_benchmark_quick_prints_the_ratio(options):
+    result = subprocess.run([sys.executable, "bench/coordination.py", "--quick", *options],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "hpo / optuna" in result.stdout
     row = [line for line in result.stdout.splitlines() if line.strip().startswith("20 ")]

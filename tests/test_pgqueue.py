@@ -196,14 +196,18 @@ def test_finished_trials_are_read_incrementally_also_when_they_finish_out_of_ord
     first, second, third = (take(study, 3, MINE) for _ in range(3))
     backend, known = study._storage._backend, {}
     finish(study, third, 3.0)
-    backend.update_finished(study._study_id, known)
+    seen = backend.tpe_trials(study._study_id, known, running=True)
     assert sorted(known) == [third._trial_id]
+    assert {t.number: t.state for t in seen} == {
+        first.number: TrialState.RUNNING, second.number: TrialState.RUNNING,
+        third.number: TrialState.COMPLETE}
     finish(study, first, 1.0)  # a lower id, finished later
     study._storage.set_trial_state_values(second._trial_id, TrialState.PRUNED)
-    backend.update_finished(study._study_id, known)
-    assert {t.number: t.state for t in known.values()} == {
+    seen = backend.tpe_trials(study._study_id, known, running=False)
+    assert {t.number: t.state for t in seen} == {
         first.number: TrialState.COMPLETE, second.number: TrialState.PRUNED,
         third.number: TrialState.COMPLETE}
+    assert sorted(known) == sorted(t._trial_id for t in seen)
     assert known[first._trial_id].value == 1.0
 
 
