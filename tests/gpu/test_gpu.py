@@ -17,8 +17,10 @@ import warnings
 import optuna
 import pytest
 import torch
+import train_helpers
 from conftest import hpo_cli
 from optuna.trial import TrialState
+from train_helpers import Killed, config, killed_at, tiny_model
 
 from hpo import Study, nuisance, uniform
 from hpo.context import Context
@@ -48,20 +50,7 @@ def _leave_torch_as_found():
 
 
 def make_ctx(folder, *, seed: int = 0) -> tuple[Context, optuna.Trial]:
-    study = optuna.create_study(direction="minimize")
-    trial = study.ask()
-    return Context(trial, seed=seed, device=DEVICE, checkpoint_root=folder), trial
-
-
-def tiny_model(config):
-    return mlp(64, 10, width=config.get("width", 16), dropout=config.get("dropout", 0.0))
-
-
-def config(**values):
-    base = {"optimizer": "adam", "learning_rate": 1e-2, "batch_size": 32,
-            "max_train_steps": 60, "eval_every": 20}
-    base.update(values)
-    return base
+    return train_helpers.make_ctx(folder, seed=seed, device=DEVICE)
 
 
 def nvidia_smi_gpus() -> list[tuple[str, str, str]]:
@@ -127,29 +116,6 @@ RESUME = config(optimizer="adam", learning_rate=3e-3, weight_decay=1e-4, lr_sche
                 eval_every=40, dropout=0.3, width=32)
 RECORDED = ("best_step", "best_metric", "final_metric", "clipped_fraction", "grad_norm_p90",
             "curves", "trainer", "precision", "device")
-
-
-class Killed(BaseException):
-    """Stands in for the worker being killed mid-step."""
-
-
-def killed_at(step: int):
-    """A model builder whose model dies in the forward pass of training step ``step``."""
-
-    def build(config):
-        model = tiny_model(config)
-        calls = {"n": 0}
-
-        def hook(module, args):
-            if module.training:
-                calls["n"] += 1
-                if calls["n"] == step + 1:
-                    raise Killed(step)
-
-        model.register_forward_pre_hook(hook)
-        return model
-
-    return build
 
 
 def interrupted_run(tmp_path, settings):

@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 import torch
-from train_helpers import config, make_ctx, tiny_model
+from train_helpers import Killed, config, killed_at, make_ctx, tiny_model
 
 from hpo import curves
 from hpo.train import TrainSettings, TrainWarning, fit, mlp
@@ -20,29 +20,6 @@ RESUME = config(optimizer="adam", learning_rate=3e-3, weight_decay=1e-4, lr_sche
                 eval_every=40, dropout=0.3, width=32)
 RECORDED = ("best_step", "best_metric", "final_metric", "clipped_fraction", "grad_norm_p90",
             "curves", "trainer")
-
-
-class Killed(BaseException):
-    """Stands in for the worker being killed mid-step."""
-
-
-def killed_at(step: int):
-    """A model builder whose model dies in the forward pass of training step ``step``."""
-
-    def build(config):
-        model = tiny_model(config)
-        calls = {"n": 0}
-
-        def hook(module, args):
-            if module.training:
-                calls["n"] += 1
-                if calls["n"] == step + 1:
-                    raise Killed(step)
-
-        model.register_forward_pre_hook(hook)
-        return model
-
-    return build
 
 
 def test_resume_is_exact(tmp_path):
