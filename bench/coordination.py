@@ -104,15 +104,16 @@ def run_plain(url: str, prefilled: int, workers: int, trials: int, phase: str) -
 
 def run_hpo(url: str, prefilled: int, workers: int, trials: int, folder: Path, phase: str,
             ahead: int) -> float:
-    from hpo.study import load_study_file, open_in_storage
+    from hpo.store import open_study
+    from hpo.study_file import load_study_file
 
     path = folder / "coordination_study.py"
     path.write_text(STUDY_FILE.replace("trials_per_value=1", f"trials_per_value=1, phase={phase!r}"))
-    study = open_in_storage(load_study_file(path), url, budget=0)
+    study, _ = open_study(load_study_file(path), url, budget=0)
     prefill(study, prefilled, slots=True)
     budget = prefilled + workers * trials
     if ahead:
-        open_in_storage(load_study_file(path), url, budget=budget + ahead)
+        open_study(load_study_file(path), url, budget=budget + ahead)
     env = {**os.environ, "HPO_STORAGE": url}
     procs = [subprocess.Popen([sys.executable, "-m", "hpo", "worker", str(path), "--quiet",
                                "--trials", str(budget)], env=env, cwd=folder)

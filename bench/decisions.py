@@ -71,7 +71,8 @@ sys.path.insert(0, str(ROOT))
 from hpo import Study, choice, log_uniform, nuisance, scientific, uniform
 from hpo.analysis.results import RERUN_ATTR, collect
 from hpo.analysis.verdict import verdict
-from hpo.sampling import SLOT_ATTR, PlaybookSampler
+from hpo.attrs import SLOT as SLOT_ATTR
+from hpo.sampling import PlaybookSampler
 
 VALUES = ("sgd_momentum", "adam")
 NOISE_STD = 0.002

@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hpo import Study, load_study_file
-from hpo.sampling import PlaybookSampler, np_seed
+from hpo.design import np_seed
+from hpo.sampling import PlaybookSampler
 from hpo.worker import build_config
 
 MAX_STEPS = 600

@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hpo import Study, load_study_file
-from hpo.sampling import SLOT_ATTR, PlaybookSampler
+from hpo.attrs import SLOT as SLOT_ATTR
+from hpo.sampling import PlaybookSampler
 from hpo.worker import build_config
 
 # The demo study's scientific and nuisance hyperparameters: the space users actually run.

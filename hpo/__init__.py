@@ -4,6 +4,7 @@ The public API is exactly what ``__all__`` lists.
 """
 
 from hpo.context import Config, Context
+from hpo.errors import HpoError
 from hpo.space import (
     SpaceError,
     SpaceWarning,
@@ -15,11 +16,14 @@ from hpo.space import (
     scientific,
     uniform,
 )
-from hpo.study import Study, StudyFileError, StudyMismatchError, load_study_file
+from hpo.store import StudyMismatchError
+from hpo.study import Study
+from hpo.study_file import StudyFileError, load_study_file
 
 __all__ = [
     "Config",
     "Context",
+    "HpoError",
     "SpaceError",
     "SpaceWarning",
     "Study",

@@ -13,9 +13,10 @@ import os
 import sys
 from pathlib import Path
 
+from hpo import env
 from hpo.context import CHECKPOINT_ENV
-from hpo.space import SpaceError
-from hpo.storage import ENV_VAR, StorageError, redact, resolve_url
+from hpo.errors import HpoError
+from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -157,17 +158,18 @@ def _port(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    url = resolve_url(args.storage)
-    if getattr(args, "checkpoint_dir", None):
-        # Through the environment, so the worker processes a fleet starts inherit it.
-        os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
     try:
+        env.validate()  # a bad HPO_* value: one line and exit 2, before anything runs
+        url = resolve_url(args.storage)
+        if getattr(args, "checkpoint_dir", None):
+            # Through the environment, so the worker processes a fleet starts inherit it.
+            os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
         return {"run": _run, "workers": _run, "worker": _worker, "status": _status, "report": _report,
                 "seeds": _seeds, "dashboard": _dashboard, "export": _export,
                 "batch-scan": _batch_scan}[args.command](args, url)
-    except (SpaceError, StorageError) as e:
+    except HpoError as e:
         print(f"hpo: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return e.exit_code
     except KeyboardInterrupt:
         print("hpo: interrupted; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -181,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, url: str) -> int:
     """``hpo run`` and ``hpo workers``: a supervised fleet on this machine, then a summary."""
     from hpo.analysis.summary import summary_table
-    from hpo.budget import progress
     from hpo.fleet import Fleet, FleetStopped, seats
-    from hpo.study import load_study_file, open_in_storage
+    from hpo.store import open_study
+    from hpo.store.budget import progress
+    from hpo.study_file import load_study_file
 
     import optuna
 
@@ -192,7 +195,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     definition = load_study_file(args.study_file)
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
-    study = open_in_storage(definition, url, budget=budget)
+    study, _ = open_study(definition, url, budget=budget)
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
           f"phase {definition.phase}", file=sys.stderr)
@@ -217,8 +220,8 @@ def _status(args: argparse.Namespace, url: str) -> int:
     import optuna
 
     from hpo.status import status_text
-    from hpo.storage import open_storage
-    from hpo.study import load_study_file
+    from hpo.store import open_storage
+    from hpo.study_file import load_study_file
 
     definition = load_study_file(args.study_file)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -233,7 +236,7 @@ def _status(args: argparse.Namespace, url: str) -> int:
 
 
 def _worker(args: argparse.Namespace, url: str) -> int:
-    from hpo.study import load_study_file
+    from hpo.study_file import load_study_file
     from hpo.worker import WorkerStopped, run_worker
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -257,8 +260,8 @@ def _report(args: argparse.Namespace, url: str) -> int:
     from hpo.analysis import dashboard
     from hpo.analysis.plots import all_figures
     from hpo.analysis.report import analyze, summary_markdown, write_report
-    from hpo.analysis.stored import load_stored_study
-    from hpo.study import load_study_file
+    from hpo.store import load_stored_study
+    from hpo.study_file import load_study_file
 
     if args.out.exists() and not args.out.is_dir():
         return _usage(f"--out {str(args.out)!r} is a file; give a folder for the report")
@@ -282,8 +285,8 @@ def _seeds(args: argparse.Namespace, url: str) -> int:
     from collections import Counter
 
     from hpo.analysis.seeds import NothingToRerun, enqueue_seed_reruns
-    from hpo.analysis.stored import load_stored_study
-    from hpo.study import load_study_file
+    from hpo.store import load_stored_study
+    from hpo.study_file import load_study_file
 
     definition = load_study_file(args.study_file)
     study = load_stored_study(definition, url)
@@ -317,8 +320,8 @@ def _dashboard(args: argparse.Namespace, url: str) -> int:
 
 def _export(args: argparse.Namespace, url: str) -> int:
     from hpo.analysis import export
-    from hpo.analysis.stored import load_stored_study
-    from hpo.study import load_study_file
+    from hpo.store import load_stored_study
+    from hpo.study_file import load_study_file
 
     if args.format == "parquet":
         if not export.has_pyarrow():

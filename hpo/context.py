@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo import attrs, env
+
 if TYPE_CHECKING:
     import optuna
 
@@ -61,7 +63,7 @@ class Config(Mapping[str, Any]):
         return f"Config({self._values!r})"
 
 
-CHECKPOINT_ENV = "HPO_CHECKPOINT_DIR"
+CHECKPOINT_ENV = "HPO_CHECKPOINT_DIR"  # hpo.env documents it
 DEFAULT_CHECKPOINT_DIR = "hpo-checkpoints"
 
 
@@ -87,7 +89,7 @@ class Context:
         self.seed = seed
         self._device = device
         self._checkpoint_root = Path(
-            checkpoint_root or os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
+            checkpoint_root or env.raw(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
         )
         self._study_name = study_name or trial.study.study_name
 
@@ -102,7 +104,7 @@ class Context:
         A worker pinned to one GPU (``CUDA_VISIBLE_DEVICES``) always sees it as ``cuda:0``.
         """
         if self._device is None:
-            self._device = os.environ.get("HPO_DEVICE") or _default_device()
+            self._device = env.raw("HPO_DEVICE") or _default_device()
         return self._device
 
     def report(self, step: int, value: float) -> None:
@@ -124,7 +126,19 @@ class Context:
 
 
     def set_attr(self, name: str, value: Any) -> None:
-        """Record a JSON-ready value on the trial (a user attribute the dashboard shows)."""
+        """Record a JSON-ready value on the trial (a user attribute the dashboard shows).
+
+        The keys hpo itself relies on (``hpo.attrs.RESERVED``: slot, seed, host, error...)
+        are refused: writing one would silently break retries or the design.
+        """
+        from hpo import attrs
+        from hpo.errors import InputError
+
+        if name in attrs.RESERVED:
+            raise InputError(
+                f"ctx.set_attr({name!r}, ...): {name!r} is one of hpo's own trial attributes "
+                f"(reserved: {', '.join(sorted(attrs.RESERVED))}); use another name, "
+                f"e.g. 'my_{name}'")
         self._trial.set_user_attr(name, value)
 
     @property
@@ -149,13 +163,13 @@ class Context:
         attempt wrote. Point every worker at one shared folder (``--checkpoint-dir`` or
         ``$HPO_CHECKPOINT_DIR``) so a retry on another machine finds it too.
         """
-        slot = self._trial.user_attrs.get("slot", f"trial-{self._trial.number}")
+        slot = self._trial.user_attrs.get(attrs.SLOT, f"trial-{self._trial.number}")
         folder = f"slot-{slot}"
-        if "seed_rerun_of" in self._trial.user_attrs:
+        if attrs.SEED_RERUN_OF in self._trial.user_attrs:
             # A seed re-run (hpo seeds) keeps its original's slot but is a run of its own: it
             # must neither resume the original's (or a sibling re-run's) checkpoints nor
             # delete them. Keyed by its seed, so a retry of the re-run still finds its own.
-            folder += f"-seed-{self._trial.user_attrs.get('seed')}"
+            folder += f"-seed-{self._trial.user_attrs.get(attrs.SEED)}"
         return self._checkpoint_root / _safe(self._study_name) / folder
 
     def save_checkpoint(self, step: int, state: Any, *, name: str = "last") -> Path:

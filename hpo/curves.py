@@ -13,10 +13,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hpo import attrs
+
 if TYPE_CHECKING:
     import optuna
 
-ATTR = "curves"
+ATTR = attrs.CURVES
 MAX_POINTS = 200
 
 

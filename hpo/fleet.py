@@ -23,27 +23,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hpo import env
+from hpo.errors import HpoError
 from hpo.space import SpaceError
-from hpo.storage import ENV_VAR
+from hpo.store import ENV_VAR
 
 if TYPE_CHECKING:
     import optuna
 
 log = logging.getLogger("hpo.fleet")
 GPUS_ENV = "HPO_GPUS"  # overrides discovery: "0,1" or "0:Tesla T4,1:Tesla T4" (tests, odd hosts)
-STARTUP_SECONDS = float(os.environ.get("HPO_STARTUP_SECONDS", "20"))
 STARTUP_FAILURES = 3
 MAX_BACKOFF = 60.0
 STOP_SECONDS = 10.0
 
 
-class FleetStopped(Exception):
+class FleetStopped(HpoError):
     """The supervisor was asked to stop (SIGINT/SIGTERM)."""
+
+    exit_code = 130
 
 
 def discover_gpus() -> dict[str, str]:
     """GPU index -> name, from ``$HPO_GPUS``, else nvidia-smi, else torch; {} if none."""
-    override = os.environ.get(GPUS_ENV)
+    override = env.raw(GPUS_ENV)
     if override is not None:
         gpus = {}
         for item in filter(None, (part.strip() for part in override.split(","))):
@@ -151,13 +154,14 @@ class Fleet:
         if code == 0:
             seat.finished = True
             return
-        quick = now - seat.started < STARTUP_SECONDS
+        startup = env.startup_seconds()
+        quick = now - seat.started < startup
         seat.quick_failures = seat.quick_failures + 1 if quick else 0
         if seat.quick_failures >= STARTUP_FAILURES:
             seat.gave_up = True
             log.error("giving up on %s: it crashed %d times within %.0fs of starting (last exit "
                       "code %d); its error is above", seat.label, seat.quick_failures,
-                      STARTUP_SECONDS, code)
+                      startup, code)
             return
         delay = min(MAX_BACKOFF, 2.0 ** seat.restarts)
         seat.restarts += 1
@@ -169,7 +173,7 @@ class Fleet:
         """Supervise until every seat is finished or given up; True if the budget is done."""
         from tqdm import tqdm
 
-        from hpo.budget import progress
+        from hpo.store.budget import progress
 
         def stop_on(signum: int, frame: object) -> None:
             raise FleetStopped(signal.Signals(signum).name)

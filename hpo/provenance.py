@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from hpo import attrs, env
 
 
 def collect(study_file: str | Path | None = None) -> dict[str, Any]:
     """Host, worker process, GPU pinning, code version and library versions."""
     info: dict[str, Any] = {
         # $HPO_HOST names a machine whose hostname is not stable (containers).
-        "host": os.environ.get("HPO_HOST") or socket.gethostname(),
-        "worker_pid": os.getpid(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
-        "gpu": os.environ.get("HPO_GPU_NAME") or _gpu_name(),
+        attrs.HOST: env.host(),
+        attrs.WORKER_PID: os.getpid(),
+        attrs.CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
+        attrs.GPU: env.raw("HPO_GPU_NAME") or _gpu_name(),
         "python": platform.python_version(),
     }
     for package in ("torch", "optuna"):

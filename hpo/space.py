@@ -23,10 +23,12 @@ from typing import Any, Union
 
 import optuna.distributions as od
 
+from hpo.errors import InputError
+
 ROLES = ("scientific", "nuisance", "fixed")
 
 
-class SpaceError(ValueError):
+class SpaceError(InputError):
     """A study definition that breaks a rule; the message is one line a user can act on."""
 
 

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from hpo.budget import progress
-from hpo.liveness import dead_trials
-from hpo.sampling import SLOT_ATTR
+from hpo.attrs import SLOT as SLOT_ATTR
+from hpo.store.budget import planned_budget, progress
+from hpo.store.leases import dead_trials
+from hpo.store.queue import queue_for
 
 if TYPE_CHECKING:
     import optuna
@@ -21,27 +22,6 @@ if TYPE_CHECKING:
     from hpo.study import Study
 
 STATES = ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")
-
-
-def planned_budget(study: optuna.Study) -> int:
-    """The budget laid out so far: the number of distinct slots."""
-    return len({t.user_attrs[SLOT_ATTR] for t in study.get_trials(deepcopy=False)
-                if SLOT_ATTR in t.user_attrs})
-
-
-def heartbeat_ages(study: optuna.Study, trial_ids: list[int]) -> dict[int, float]:
-    """Seconds since each running trial's last heartbeat (PostgreSQL only; {} otherwise)."""
-    backend = getattr(study._storage, "_backend", study._storage)
-    engine = getattr(backend, "engine", None)
-    if engine is None or not trial_ids or engine.dialect.name != "postgresql":
-        return {}
-    import sqlalchemy
-
-    query = sqlalchemy.text(
-        "SELECT trial_id, EXTRACT(EPOCH FROM (now() - heartbeat)) FROM trial_heartbeats "
-        "WHERE trial_id = ANY(:ids)")
-    with engine.connect() as conn:
-        return {row[0]: float(row[1]) for row in conn.execute(query, {"ids": trial_ids})}
 
 
 def status_text(definition: Study, study: optuna.Study, budget: int | None = None,
@@ -65,13 +45,14 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
     lines += _table(rows) + [""]
 
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    ages = heartbeat_ages(study, [t._trial_id for t in running])
-    stale = {t.number for t in dead_trials(study)}
+    queue = queue_for(study)
+    ages = queue.heartbeat_ages([queue.trial_id(t) for t in running])
+    stale = {t.number for t in dead_trials(queue)}
     if running:
         rows = [["trial", "scientific value", "host", "gpu", "pid", "running for", "heartbeat"]]
         for t in running:
             started = t.datetime_start or now
-            beat = ages.get(t._trial_id)
+            beat = ages.get(queue.trial_id(t))
             rows.append([
                 f"#{t.number}", ", ".join(f"{n}={t.params.get(n, '?')}" for n in names) or "-",
                 str(t.user_attrs.get("host", "?")), str(t.user_attrs.get("gpu", "?")),

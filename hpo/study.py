@@ -1,4 +1,4 @@
-"""The Study definition, and loading one from a study file.
+"""The Study definition: the experiment's design, validated before anything touches storage.
 
 A study states the experiment's design: the question (goal), the metric and its direction,
 the roles of every hyperparameter, the budget and the phase. It is validated completely when
@@ -7,12 +7,10 @@ it is constructed, so a worker never opens storage for a study that cannot run.
 
 from __future__ import annotations
 
-import ast
-import runpy
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo import attrs
 from hpo.space import Space, SpaceError
 
 if TYPE_CHECKING:
@@ -22,11 +20,6 @@ if TYPE_CHECKING:
 
 PHASES = ("explore", "exploit")
 DIRECTIONS = ("minimize", "maximize")
-ROLE_CALLS = {"scientific", "nuisance", "fixed"}
-
-
-class StudyFileError(SpaceError):
-    """A study file that cannot be loaded; the message starts with the file's path."""
 
 
 class Study:
@@ -95,15 +88,15 @@ class Study:
     def user_attrs(self) -> dict[str, Any]:
         """What optuna-dashboard shows on the study page: the design, recorded with results."""
         return {
-            "goal": self.goal,
-            "metric": self.metric,
-            "phase": self.phase,
-            "seed": self.seed,
-            "trials_per_value": self.trials_per_value,
-            "roles": {n: hp.role for n, hp in self.space.hyperparameters.items()},
-            "fixed": self.space.fixed,
-            "space": self.space.describe(),
-            "space_fingerprint": self.space.fingerprint(),
+            attrs.STUDY_GOAL: self.goal,
+            attrs.STUDY_METRIC: self.metric,
+            attrs.STUDY_PHASE: self.phase,
+            attrs.STUDY_SEED: self.seed,
+            attrs.STUDY_TRIALS_PER_VALUE: self.trials_per_value,
+            attrs.STUDY_ROLES: {n: hp.role for n, hp in self.space.hyperparameters.items()},
+            attrs.STUDY_FIXED: self.space.fixed,
+            attrs.STUDY_SPACE: self.space.describe(),
+            attrs.STUDY_FINGERPRINT: self.space.fingerprint(),
         }
 
     def __repr__(self) -> str:
@@ -113,165 +106,3 @@ class Study:
 def _require(ok: bool, field: str, value: Any, allowed: str) -> None:
     if not ok:
         raise SpaceError(f"Study {field}: got {value!r}; expected {allowed}")
-
-
-def load_study_file(path: str | Path) -> Study:
-    """Run a study file and return the one Study it defines.
-
-    Every way this can go wrong raises :class:`StudyFileError` with one line that starts with
-    the path, so the command line can print it as is.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise StudyFileError(f"{path}: no such study file; give the path to a .py file that defines a Study")
-    try:
-        # Bytes, as Python itself reads a module: a coding cookie is honoured, and a file that
-        # is not text becomes a SyntaxError below instead of a UnicodeDecodeError traceback.
-        source = path.read_bytes()
-    except OSError as e:
-        reason = _one_line(e.strerror or e)
-        raise StudyFileError(f"{path}: cannot read study file: {reason}") from None
-    try:
-        tree = ast.parse(source, filename=str(path))
-    except SyntaxError as e:
-        line = f":{e.lineno}" if e.lineno else ""
-        raise StudyFileError(f"{path}{line}: syntax error: {_one_line(e.msg)}") from None
-    _check_duplicate_names(path, tree)
-    try:
-        # A name other than __main__, so a study file may also run itself as a script.
-        namespace = runpy.run_path(str(path), run_name="__hpo_study__")
-    except SpaceError as e:
-        raise StudyFileError(f"{path}: {_one_line(e)}") from None
-    except (Exception, SystemExit) as e:  # noqa: BLE001 - user code's errors are reported
-        line = _user_line(e, path)
-        raise StudyFileError(f"{path}{line}: {type(e).__name__}: {_one_line(e)}") from None
-    # By identity: `alias = study` names one study twice.
-    studies = list({id(v): v for v in namespace.values() if isinstance(v, Study)}.values())
-    if not studies:
-        raise StudyFileError(
-            f"{path}: defines no Study; assign one at module level, e.g. study = Study(...)"
-        )
-    if len(studies) > 1:
-        names = ", ".join(s.name for s in studies)
-        raise StudyFileError(f"{path}: defines {len(studies)} studies ({names}); keep one per file")
-    return studies[0]
-
-
-def _check_duplicate_names(path: Path, tree: ast.AST) -> None:
-    """Refuse a space dict that names a hyperparameter twice.
-
-    Python keeps the last of two equal keys in a dict literal without a word, so a copied
-    line whose name was not changed would silently drop a hyperparameter. The file's syntax
-    tree still has both keys.
-    """
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Dict):
-            continue
-        is_space = any(isinstance(v, ast.Call) and _called_name(v.func) in ROLE_CALLS
-                       for v in node.values)
-        if not is_space:
-            continue
-        seen: set[str] = set()
-        for key in node.keys:
-            if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                if key.value in seen:
-                    raise StudyFileError(
-                        f"{path}:{key.lineno}: {key.value}: defined twice in the space; "
-                        "each name must be unique, rename or remove one"
-                    )
-                seen.add(key.value)
-
-
-def _called_name(func: ast.expr) -> str | None:
-    """'nuisance' for nuisance(...) and for hpo.nuisance(...)."""
-    if isinstance(func, ast.Name):
-        return func.id
-    return func.attr if isinstance(func, ast.Attribute) else None
-
-
-def _one_line(message: object) -> str:
-    """A message on one line: an exception's text may span several, the CLI prints one."""
-    return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
-
-
-def _user_line(error: BaseException, path: Path) -> str:
-    """':LINE' of the deepest frame inside the study file, or '' if there is none."""
-    tb = error.__traceback__
-    line = ""
-    while tb is not None:
-        if Path(tb.tb_frame.f_code.co_filename).resolve() == path.resolve():
-            line = f":{tb.tb_lineno}"
-        tb = tb.tb_next
-    return line
-
-
-class StudyMismatchError(SpaceError):
-    """A stored study under this name was created from a different design."""
-
-
-def open_in_storage(definition: Study, url: str, *, budget: int | None = None) -> optuna.Study:
-    """Create or load the Optuna study for a definition, and lay out its budget.
-
-    A stored study of the same name must have the same search space (fingerprint) and
-    direction: results gathered under one design are never silently mixed with another's.
-    Everything happens under one cross-process lock, so workers may all start at once.
-    """
-    import optuna
-
-    from hpo import budget as budgets
-    from hpo.sampling import PlaybookSampler
-    from hpo.storage import exclusive, open_storage, redact
-
-    storage = open_storage(url)
-    sampler = PlaybookSampler(definition.space, phase=definition.phase, seed=definition.seed)
-    pruner = definition.pruner or optuna.pruners.NopPruner()
-
-    def load() -> optuna.Study | None:
-        try:
-            return optuna.load_study(
-                study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner
-            )
-        except KeyError:
-            return None
-
-    study = load()
-    if study is not None:
-        # Read the whole study before taking the lock: inside it, Optuna's cache then reads
-        # only what changed, and workers joining a study of 10,000 trials do not queue up
-        # behind each other's full read.
-        study.get_trials(deepcopy=False)
-    with exclusive(url, definition.name):
-        study = study or load()
-        if study is None:
-            study = optuna.create_study(
-                study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
-                direction=definition.direction,
-            )
-            for key, value in definition.user_attrs().items():
-                study.set_user_attr(key, value)
-        else:
-            _check_same_design(definition, study, redact(url))
-        budgets.lay_out(study, definition.budget if budget is None else budget)
-    return study
-
-
-def _check_same_design(definition: Study, study: optuna.Study, where: str) -> None:
-    stored = study.user_attrs.get("space_fingerprint")
-    new = definition.space.fingerprint()
-    stored_direction = study.direction.name.lower()
-    if stored == new and stored_direction == definition.direction:
-        return
-    what = (f"search space (fingerprint {stored} in storage, {new} now)" if stored != new
-            else f"direction ({stored_direction} in storage, {definition.direction} now)")
-    raise StudyMismatchError(
-        f"study {definition.name!r} in {where} was created with a different {what}; "
-        f"results from two designs must not mix: bump the study's name or version, "
-        f"e.g. name={_bumped(definition.name)!r}"
-    )
-
-
-def _bumped(name: str) -> str:
-    import re
-
-    match = re.fullmatch(r"(.*?)(\d+)", name)
-    return f"{match.group(1)}{int(match.group(2)) + 1}" if match else f"{name}-v2"

@@ -17,12 +17,15 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from hpo import attrs
 from hpo.context import Config, Context
+from hpo.design import Design
 from hpo.space import suggest
 
 if TYPE_CHECKING:
     import optuna
 
+    from hpo.store.queue import TrialQueue
     from hpo.study import Study
 
 log = logging.getLogger("hpo.worker")
@@ -73,31 +76,31 @@ def run_worker(
     """
     import optuna
 
-    from hpo.budget import finished, take
-    from hpo.liveness import reap
+    from hpo import env
     from hpo.provenance import collect
-    from hpo.study import open_in_storage
+    from hpo.store import open_study
+    from hpo.store.budget import finished
+    from hpo.store.leases import reap
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     previous = {s: signal.signal(s, _raise_stop) for s in STOP_SIGNALS}
     total = definition.budget if budget is None else budget
-    max_retry = int(os.environ.get("HPO_MAX_RETRY", "3"))
-    study = open_in_storage(definition, url, budget=total)
+    max_retry = env.max_retry()
+    study, queue = open_study(definition, url, budget=total)
     provenance = collect(study_file)
-    storage = study._storage
     ran = 0
     reaped_at = 0.0
     try:
         while True:
             if time.monotonic() - reaped_at > REAP_SECONDS:
-                reap(study, max_retry=max_retry)
+                reap(queue, max_retry=max_retry)
                 reaped_at = time.monotonic()
             # A stop signal while a trial changes hands would leave it RUNNING with nobody
             # running it: hold signals until the trial is ours and marked as ours...
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             # Whose trial this is goes in with the claim: the reaper judges a RUNNING trial
             # by host and pid.
-            trial = take(study, total, provenance)
+            trial = queue.claim(total, provenance)
             if trial is None:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 if finished(study, total):
@@ -108,9 +111,9 @@ def run_worker(
             try:
                 # ...and deliver a pending one here, where the trial is handed back.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-                run_trial(definition, study, trial)
+                run_trial(definition, queue, trial)
             except WorkerStopped:
-                _hand_back(storage, trial)
+                _hand_back(queue, trial)
                 raise
             ran += 1
     finally:
@@ -119,69 +122,69 @@ def run_worker(
             signal.signal(s, handler)
 
 
-def _hand_back(storage: Any, trial: optuna.trial.FrozenTrial) -> None:
+def _hand_back(queue: TrialQueue, trial: optuna.trial.FrozenTrial) -> None:
     """Put a trial back in the queue: a stopped worker is not a failed trial.
 
     Another worker (or this one, later) runs it with the same parameters, resuming from its
-    checkpoint. The pid is cleared first, or the reaper could mistake the next worker's
-    fresh attempt for this dead one.
+    checkpoint.
     """
-    from optuna.trial import TrialState
-
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # a second Ctrl-C must not cut it
-    storage.set_trial_user_attr(trial._trial_id, "worker_pid", None)
-    storage.set_trial_state_values(trial._trial_id, state=TrialState.WAITING)
+    queue.hand_back(trial)
     log.warning("trial %d handed back: worker stopped", trial.number)
 
 
-def run_trial(definition: Study, study: optuna.Study, claimed: optuna.trial.FrozenTrial) -> None:
-    """Run one trial the worker has taken (RUNNING, as :func:`hpo.budget.take` returned it),
-    and record how it ended.
+def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.FrozenTrial) -> None:
+    """Run one trial the worker has taken (RUNNING, as :meth:`TrialQueue.claim` returned
+    it), and record how it ended.
 
     WorkerStopped propagates: the caller hands the trial back.
     """
     import optuna
     from optuna.trial import TrialState
 
-    from hpo.liveness import Heartbeat
-    from hpo.sampling import slot_of
+    from hpo.design import slot_of
+    from hpo.store.leases import Heartbeat
 
-    with Heartbeat(study._storage, claimed._trial_id):
-        trial = optuna.Trial(study, claimed._trial_id)
+    study = queue.study
+    trial_id = queue.trial_id(claimed)
+    with Heartbeat(queue, trial_id):
+        trial = optuna.Trial(study, trial_id)
         try:
             config = build_config(definition, trial)
-            seed = trial.user_attrs.get("seed")
+            seed = trial.user_attrs.get(attrs.SEED)
             if seed is None:  # a trial enqueued by hand, outside the design's slots
-                seed = study.sampler.trial_seed(slot_of(claimed))
-                trial.set_user_attr("seed", seed)
+                seed = Design(definition.space, definition.seed).trial_seed(slot_of(claimed))
+                trial.set_user_attr(attrs.SEED, seed)
             value = definition.objective(config, Context(trial, seed=seed))
         except optuna.TrialPruned:
-            _tell(study, trial, state=TrialState.PRUNED)
+            _record(queue, trial, state=TrialState.PRUNED)
             log.info("trial %d pruned", trial.number)
             return
         except Exception as e:  # noqa: BLE001 - any objective error fails the trial, not the worker
             if _is_out_of_memory(e):
-                trial.set_user_attr("oom", True)
+                trial.set_user_attr(attrs.OOM, True)
                 _release_gpu_memory()
-                _fail(study, trial, f"out of memory: {type(e).__name__}: {e}")
+                _fail(queue, trial, f"out of memory: {type(e).__name__}: {e}")
             else:
-                _fail(study, trial, f"{type(e).__name__}: {e}", traceback.format_exc(limit=-8))
+                _fail(queue, trial, f"{type(e).__name__}: {e}", traceback.format_exc(limit=-8))
             return
     try:
         value = float(value)
     except (TypeError, ValueError):
-        _fail(study, trial, f"objective returned {value!r}; it must return the {definition.metric} as a float")
+        _fail(queue, trial, f"objective returned {value!r}; it must return the "
+                            f"{definition.metric} as a float")
         return
     if not math.isfinite(value):
-        trial.set_user_attr("diverged", True)
-        _fail(study, trial, f"diverged: {definition.metric} is {value}")
+        trial.set_user_attr(attrs.DIVERGED, True)
+        _fail(queue, trial, f"diverged: {definition.metric} is {value}")
         return
-    _tell(study, trial, value, claimed=claimed)
-    log.info("trial %d finished: %s=%g %s", trial.number, definition.metric, value, dict(trial.params))
+    _record(queue, trial, value, claimed=claimed)
+    log.info("trial %d finished: %s=%g %s", trial.number, definition.metric, value,
+             dict(trial.params))
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None, *,
-          state: Any = None, claimed: optuna.trial.FrozenTrial | None = None) -> None:
+def _record(queue: TrialQueue, trial: optuna.Trial, value: float | None = None, *,
+            state: Any = None, claimed: optuna.trial.FrozenTrial | None = None) -> None:
     """``study.tell`` that tolerates a finish already written.
 
     After a lost connection the storage retries the write; if the first attempt had been
@@ -190,15 +193,13 @@ def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None = None, 
     """
     from optuna.exceptions import UpdateFinishedTrialError
 
-    from hpo.budget import finish
-
     try:
-        if state is None and claimed is not None:
-            finish(study, claimed, value)
+        if state is None and claimed is not None and value is not None:
+            queue.finish(claimed, value)
         else:
-            study.tell(trial, value, state=state)
+            queue.study.tell(trial, value, state=state)
     except UpdateFinishedTrialError:
-        stored = study._storage.get_trial(trial._trial_id)
+        stored = queue.storage.get_trial(queue.trial_id(trial))
         if state is not None and stored.state != state or state is None and stored.value != value:
             log.warning("trial %d was already finished as %s by another process; its retry "
                         "will run again", trial.number, stored.state.name)
@@ -230,13 +231,13 @@ def _release_gpu_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, tb: str | None = None) -> None:
+def _fail(queue: TrialQueue, trial: optuna.Trial, reason: str, tb: str | None = None) -> None:
     from optuna.trial import TrialState
 
-    trial.set_user_attr("error", reason[:2000])
+    trial.set_user_attr(attrs.ERROR, reason[:2000])
     if tb:
-        trial.set_user_attr("traceback", tb[-4000:])
-    _tell(study, trial, state=TrialState.FAIL)
+        trial.set_user_attr(attrs.TRACEBACK, tb[-4000:])
+    _record(queue, trial, state=TrialState.FAIL)
     log.warning("trial %d failed: %s", trial.number, reason)
 
 

@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from conftest import hpo_cli
-from hpo.storage import open_storage
+from hpo.store import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

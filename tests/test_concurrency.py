@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo.storage import open_storage
+from hpo.store import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -14,8 +14,10 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import hpo_cli
-from hpo.liveness import HOST, reap
-from hpo.storage import open_storage
+from hpo import env
+from hpo.store.leases import reap
+from hpo.store.queue import queue_for
+from hpo.store import open_storage
 from pg_cluster import Cluster
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -157,9 +159,9 @@ def test_retry_limit_ends_in_fail_that_counts_the_deaths(tmp_path):
     for attempt in range(3):
         trial = study.ask()
         # A worker on this host whose process is gone (pid 2**22 + n is never a live pid here).
-        study._storage.set_trial_user_attr(trial._trial_id, "host", HOST)
-        study._storage.set_trial_user_attr(trial._trial_id, "worker_pid", 2**22 + 7)
-        assert reap(study, max_retry=2) == 1
+        trial.set_user_attr("host", env.host())
+        trial.set_user_attr("worker_pid", 2**22 + 7)
+        assert reap(queue_for(study), max_retry=2) == 1
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "FAIL", "FAIL"]
     assert "died 3 times" in trials[-1].user_attrs["error"]

@@ -1,4 +1,4 @@
-"""The one-statement trial queue on PostgreSQL (hpo.pgqueue), against a real server.
+"""The one-statement trial queue on PostgreSQL (hpo.store.pgqueue), against a real server.
 
 What a claim answers must be exactly what Optuna itself reads back, and what the two
 statements write must be what Optuna's own writes would have left: every other reader
@@ -15,12 +15,24 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
 
-from hpo.budget import finish, take
-from hpo.storage import open_storage
-from hpo.study import load_study_file, open_in_storage
+from hpo.store import open_storage, open_study
+from hpo.store.queue import queue_for
+from hpo.study_file import load_study_file
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.postgres
+
+def take(study, budget, attrs):
+    return queue_for(study).claim(budget, attrs)
+
+
+def finish(study, trial, value):
+    queue_for(study).finish(trial, value)
+
+
+def open_in_storage(definition, url, budget):
+    return open_study(definition, url, budget=budget)[0]
+
 
 MINE = {"host": "gpu-7", "worker_pid": 4242, "gpu": "NVIDIA H100", "note": [1, {"a": None}]}
 
@@ -144,16 +156,16 @@ def test_a_seed_rerun_enqueued_after_the_worker_started_runs_with_its_parameters
     from hpo.worker import run_trial
 
     definition = load_study_file(study_file(name="late", per_value=1))
-    study = open_in_storage(definition, pg_url, budget=2)  # the worker's view, read once
+    study, queue = open_study(definition, pg_url, budget=2)  # the worker's view, read once
     for _ in range(2):
-        run_trial(definition, study, take(study, 2, MINE))
+        run_trial(definition, queue, queue.claim(2, MINE))
 
     elsewhere = optuna.load_study(study_name="late", storage=open_storage(pg_url))
     added = enqueue_seed_reruns(definition, elsewhere, top=1, repeats=1)
     assert len(added) == 2
 
     for _ in added:
-        run_trial(definition, study, take(study, 2, MINE))
+        run_trial(definition, queue, queue.claim(2, MINE))
     trials = optuna.load_study(study_name="late", storage=open_storage(pg_url)).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     for rerun in (t for t in trials if RERUN_ATTR in t.user_attrs):
@@ -169,7 +181,7 @@ def test_a_seed_rerun_of_a_slot_beyond_the_budget_still_runs(where, pg_url, tmp_
     re-run of slot 6 is an extra evaluation, not a slot of the budget, so it must run, and
     workers must not call the study finished while it waits."""
     from hpo.analysis.results import RERUN_ATTR
-    from hpo.budget import finished
+    from hpo.store.budget import finished
 
     url = pg_url if where == "postgresql" else str(tmp_path / "j.log")
     study = empty_study(url)

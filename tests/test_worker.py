@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo import Study, choice, nuisance, scientific, uniform
-from hpo.storage import open_storage
+from hpo.store import open_storage
 from hpo.worker import run_worker
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

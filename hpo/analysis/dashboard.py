@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo.analysis.stored import open_existing_storage
-from hpo.storage import redact
+from hpo import env
+from hpo.store import open_existing_storage, redact
 
 if TYPE_CHECKING:
     import optuna
@@ -30,7 +30,7 @@ GRAPH_PREFIX = "hpo-"  # graph ids are stable, so a new report replaces the old 
 
 def artifact_dir(cli_value: str | os.PathLike | None) -> Path:
     """``--artifact-dir``, else ``$HPO_ARTIFACT_DIR``, else ``./hpo-artifacts``."""
-    return Path(cli_value or os.environ.get(ARTIFACT_ENV) or DEFAULT_ARTIFACT_DIR)
+    return Path(cli_value or env.raw(ARTIFACT_ENV) or DEFAULT_ARTIFACT_DIR)
 
 
 def publish(study: optuna.Study, summary: str, figures: dict[str, go.Figure]) -> None:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from hpo.sampling import RERUN_ATTR, slot_of
+from hpo.attrs import SEED_RERUN_OF as RERUN_ATTR
+from hpo.design import slot_of
 from hpo.space import Int
 
 if TYPE_CHECKING:

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hpo.analysis.results import RERUN_ATTR, collect
-from hpo.sampling import SLOT_ATTR, np_seed, slot_of
+from hpo.errors import InputError
+from hpo.attrs import SLOT as SLOT_ATTR
+from hpo.design import np_seed, slot_of
 
 if TYPE_CHECKING:
     import optuna
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 _RERUN_STREAM = 0x5EED
 
 
-class NothingToRerun(ValueError):
+class NothingToRerun(InputError):
     """The study has no complete trial yet; the message says so in one line."""
 
 

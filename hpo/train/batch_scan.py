@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import torch
 
+from hpo import env
 from hpo.context import Context
 from hpo.train.config import HyperparameterError
 from hpo.train.data import Data, resolve
@@ -278,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = dict(_parse_set(item) for item in args.set or [])
     config = scan_config(study, overrides)
     plan(config)  # a bad hyperparameter fails here, in one line, before anything runs
-    device = args.device or os.environ.get("HPO_DEVICE") or (
+    device = args.device or env.raw("HPO_DEVICE") or (
         "cuda:0" if torch.cuda.is_available() else "cpu")
     try:
         kind = torch.device(device).type

@@ -14,7 +14,7 @@ from conftest import ROOT, SYNTHETIC_STUDY, hpo_cli
 from optuna.trial import TrialState, create_trial
 from optuna_dashboard import get_note
 
-from hpo.storage import open_storage
+from hpo.store import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 NAME = "synthetic-v1"

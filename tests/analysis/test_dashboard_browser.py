@@ -20,7 +20,7 @@ import pytest
 from conftest import SYNTHETIC_STUDY, hpo_cli
 from optuna_dashboard import get_note
 
-from hpo.storage import open_storage
+from hpo.store import open_storage
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 NAME = "browser-v1"

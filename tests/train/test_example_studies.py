@@ -11,8 +11,8 @@ from conftest import hpo_cli
 from optuna.trial import TrialState
 
 from hpo import curves
-from hpo.storage import open_storage
-from hpo.study import load_study_file
+from hpo.store import open_storage
+from hpo.study_file import load_study_file
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDIES = sorted((ROOT / "studies").glob("*.py"))

@@ -22,27 +22,10 @@ from datetime import datetime
 from typing import Any
 
 from optuna import distributions
-from optuna.storages._rdb import models
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from hpo.sampling import RERUN_ATTR, SLOT_ATTR
-
-# A whole trial in one row, as Optuna's FrozenTrial needs it (see _frozen); {t} is the alias
-# of a row with the trials table's columns.
-_TRIAL = """
-    {t}.trial_id, {t}.number, {t}.state, {t}.datetime_start, {t}.datetime_complete,
-    (SELECT json_agg(json_build_array(v.objective, v.value, v.value_type))
-     FROM trial_values v WHERE v.trial_id = {t}.trial_id),
-    (SELECT json_agg(json_build_array(p.param_name, p.param_value, p.distribution_json)
-                     ORDER BY p.param_id)
-     FROM trial_params p WHERE p.trial_id = {t}.trial_id),
-    (SELECT json_agg(json_build_array(a.key, a.value_json))
-     FROM trial_user_attributes a WHERE a.trial_id = {t}.trial_id),
-    (SELECT json_agg(json_build_array(s.key, s.value_json))
-     FROM trial_system_attributes s WHERE s.trial_id = {t}.trial_id),
-    (SELECT json_agg(json_build_array(i.step, i.intermediate_value, i.intermediate_value_type))
-     FROM trial_intermediate_values i WHERE i.trial_id = {t}.trial_id)
-"""
+from hpo import attrs
+from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, trial_id_of
 
 _CLAIM = """
 WITH claimed AS (
@@ -51,7 +34,7 @@ WITH claimed AS (
         SELECT t.trial_id FROM trials t
         WHERE t.study_id = :study_id AND t.state = 'WAITING'
           -- Slots laid out by an earlier, larger budget wait for a run that asks for them;
-          -- seed re-runs are extra evaluations and run whatever the budget (hpo.budget).
+          -- seed re-runs are extra evaluations and run whatever the budget (hpo.store.budget).
           AND NOT EXISTS (SELECT 1 FROM trial_user_attributes a
                           WHERE a.trial_id = t.trial_id AND a.key = :slot_key
                             AND CAST(a.value_json AS numeric) >= :budget
@@ -72,13 +55,13 @@ WITH claimed AS (
 )
 -- The subqueries read the trial as it was before this statement: the attributes just
 -- written are merged in by the caller.
-SELECT """ + _TRIAL.format(t="c") + """ FROM claimed c
+SELECT """ + TRIAL_COLUMNS.format(t="c") + """ FROM claimed c
 """
 
 # The trials TPE needs that the caller does not hold yet: the finished ones it has not seen,
 # and every running one (they change).
 _TPE_TRIALS = """
-SELECT """ + _TRIAL.format(t="t") + """ FROM trials t
+SELECT """ + TRIAL_COLUMNS.format(t="t") + """ FROM trials t
 WHERE t.study_id = :study_id AND t.state IN :states
   AND (t.state = 'RUNNING' OR NOT (t.trial_id = ANY(:known)))
 """
@@ -118,25 +101,27 @@ class QueueStatements:
                 "no index for the trial queue (%s); taking trials will scan the study",
                 type(e).__name__)
 
-    def claim_trial(self, study_id: int, budget: int, attrs: dict[str, Any]) -> FrozenTrial | None:
+    def claim_trial(self, study_id: int, budget: int,
+                    owner: dict[str, Any]) -> FrozenTrial | None:
         """Claim the next WAITING trial inside the budget for this worker, or None.
 
-        ``attrs`` (provenance: host, pid...) are written with the claim, so the reaper can
+        ``owner`` (provenance: host, pid...) are written with the claim, so the reaper can
         judge the trial from the moment it is RUNNING, and so is its first heartbeat.
         """
         import sqlalchemy
 
-        keys, values = list(attrs), [json.dumps(v) for v in attrs.values()]
+        keys, values = list(owner), [json.dumps(v) for v in owner.values()]
         with self.engine.begin() as conn:
             row = conn.execute(sqlalchemy.text(_CLAIM), {
                 "now": datetime.now(),  # Optuna's own clock for start and end: local, naive
-                "study_id": study_id, "budget": budget, "slot_key": SLOT_ATTR, "rerun_key": RERUN_ATTR,
+                "study_id": study_id, "budget": budget, "slot_key": attrs.SLOT,
+                "rerun_key": attrs.SEED_RERUN_OF,
                 "keys": keys, "values": values,
             }).first()
         if row is None:
             return None
-        trial = _frozen(row)
-        trial.user_attrs.update(attrs)
+        trial = frozen_trial(row)
+        trial.user_attrs.update(owner)
         # The claim's answer is the trial as it stands: the next read of it (optuna.Trial's
         # constructor) is served from here instead of six more queries.
         self._claimed = trial
@@ -156,14 +141,18 @@ class QueueStatements:
         """All of a claimed trial's parameters in one statement. Optuna writes each in a
         transaction of its own after checking it against the study's earlier trials; the
         study's fingerprint already guarantees that (hpo.study)."""
-        from sqlalchemy.dialects.postgresql import insert
+        import sqlalchemy
 
-        rows = [{"trial_id": trial_id, "param_name": name,
-                 "param_value": dists[name].to_internal_repr(value),
-                 "distribution_json": distributions.distribution_to_json(dists[name])}
+        rows = [{"trial_id": trial_id, "name": name,
+                 "value": dists[name].to_internal_repr(value),
+                 "dist": distributions.distribution_to_json(dists[name])}
                 for name, value in params.items()]
+        if not rows:
+            return
         with self.engine.begin() as conn:
-            conn.execute(insert(models.TrialParamModel).values(rows))
+            conn.execute(sqlalchemy.text(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)"
+                " VALUES (:trial_id, :name, :value, :dist)"), rows)
 
     def tpe_trials(self, study_id: int, known: dict[int, FrozenTrial],
                    running: bool) -> list[FrozenTrial]:
@@ -178,37 +167,14 @@ class QueueStatements:
         with self.engine.connect() as conn:
             rows = conn.execute(sqlalchemy.text(_TPE_TRIALS), {
                 "study_id": study_id, "states": states, "known": list(known)}).all()
-        fetched = [_frozen(row) for row in rows]
-        known.update((t._trial_id, t) for t in fetched if t.state.is_finished())
+        fetched = [frozen_trial(row) for row in rows]
+        known.update((trial_id_of(t), t) for t in fetched if t.state.is_finished())
         return [*known.values(), *(t for t in fetched if not t.state.is_finished())]
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         claimed = getattr(self, "_claimed", None)
-        if claimed is not None and claimed._trial_id == trial_id:
+        if claimed is not None and trial_id_of(claimed) == trial_id:
             self._claimed = None
             return claimed
         return super().get_trial(trial_id)  # type: ignore[misc]
 
-
-def _frozen(row: Any) -> FrozenTrial:
-    """A FrozenTrial from a row of _TRIAL, as Optuna's RDBStorage would build it."""
-    trial_id, number, state, started, completed, values, params, user_attrs, system_attrs, \
-        steps = row
-    value_type = models.TrialValueModel.TrialValueType
-    step_type = models.TrialIntermediateValueModel.TrialIntermediateValueType
-    dists = {name: distributions.json_to_distribution(d) for name, _, d in params or []}
-    return FrozenTrial(
-        number=number, state=TrialState[state], value=None,
-        values=[models.TrialValueModel.stored_repr_to_value(v, value_type[kind])
-                for _, v, kind in sorted(values)] if values else None,
-        datetime_start=started, datetime_complete=completed,
-        params={name: dists[name].to_external_repr(v) for name, v, _ in params or []},
-        distributions=dists,
-        user_attrs={k: json.loads(v) for k, v in user_attrs or []},
-        system_attrs={k: json.loads(v) for k, v in system_attrs or []},
-        intermediate_values={
-            step: models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                v, step_type[kind])
-            for step, v, kind in steps or []},
-        trial_id=trial_id,
-    )

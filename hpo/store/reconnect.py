@@ -9,26 +9,24 @@ seconds; ``pool_pre_ping`` in the engine then hands out fresh connections.
 A write whose acknowledgement was lost may have been applied. Retrying it is safe for the
 calls a worker makes: a repeated claim takes another trial, and the first one, whose
 heartbeat then never beats again, is reaped and retried; a repeated finish finds the trial
-already finished, which the worker treats as written (see :func:`hpo.worker._tell`).
+already finished, which the worker treats as written (see :func:`hpo.worker.record`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from optuna.storages import RDBStorage
 
-from hpo.pgqueue import QueueStatements
+from hpo import env
+from hpo.store.pgqueue import QueueStatements
 
 log = logging.getLogger("hpo.storage")
 F = TypeVar("F", bound=Callable[..., Any])
-PATIENCE_ENV = "HPO_DB_PATIENCE"
-DEFAULT_PATIENCE = 600.0
 
 
 def _is_connection_error(error: BaseException | None) -> bool:
@@ -47,7 +45,7 @@ def _is_connection_error(error: BaseException | None) -> bool:
 def _retrying(method: F) -> F:
     @functools.wraps(method)
     def call(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
-        patience = float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE))
+        patience = env.db_patience()
         deadline = time.monotonic() + patience
         delay, warned = 0.5, False
         while True:

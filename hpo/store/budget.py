@@ -1,0 +1,85 @@
+"""The study's budget, counted for the whole study rather than per worker.
+
+Optuna's ``n_trials`` counts per process, so four workers asked for 24 trials run 96, or,
+with a shared counter, a few more than 24 when they check at the same moment. Here the
+budget is laid out in storage up front as WAITING trials, one per *slot* (0, 1, 2, ...),
+each tagged with its slot number. Workers claim them atomically through the trial queue
+(:mod:`hpo.store.queue`), so exactly ``budget`` trials run, however many workers ask. A
+retried trial is a new WAITING copy of the same slot, so a worker that died does not shrink
+the budget either.
+
+The layout is idempotent and happens under :func:`hpo.store.opening.exclusive`, so any
+number of workers may start at once, and ``--trials`` may later grow the budget.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from optuna.trial import TrialState, create_trial
+
+from hpo import attrs
+from hpo.design import is_seed_rerun
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.sampling import PlaybookSampler
+
+PENDING = (TrialState.WAITING, TrialState.RUNNING)
+
+
+def lay_out(study: optuna.Study, budget: int) -> int:
+    """Make sure slots 0..budget-1 exist; returns how many were added.
+
+    In the explore phase each slot is laid out with its point and its seed: the design is
+    in storage before any trial runs (and visible in the dashboard), and a worker reads its
+    parameters with the trial instead of writing them one by one.
+
+    Call under :func:`hpo.store.opening.exclusive`: two callers at once would add a slot
+    twice.
+    """
+    sampler: PlaybookSampler = study.sampler  # type: ignore[assignment]
+    planned = {t.user_attrs[attrs.SLOT] for t in study.get_trials(deepcopy=False)
+               if attrs.SLOT in t.user_attrs}
+    missing = [s for s in range(budget) if s not in planned]
+    study.add_trials([_waiting(sampler, s) for s in missing])
+    return len(missing)
+
+
+def _waiting(sampler: PlaybookSampler, slot: int) -> optuna.trial.FrozenTrial:
+    params, dists = sampler.planned(slot) or ({}, {})
+    return create_trial(state=TrialState.WAITING, params=params, distributions=dists,
+                        user_attrs={attrs.SLOT: slot, attrs.SEED: sampler.trial_seed(slot)},
+                        system_attrs={attrs.FIXED_PARAMS: {}})
+
+
+def planned_budget(study: optuna.Study) -> int:
+    """The budget laid out so far: the number of distinct slots."""
+    return len({t.user_attrs[attrs.SLOT] for t in study.get_trials(deepcopy=False)
+                if attrs.SLOT in t.user_attrs})
+
+
+def progress(study: optuna.Study, budget: int) -> tuple[int, int]:
+    """(slots done, budget): a slot is done when no trial for it is waiting or running.
+
+    Seed re-runs share their original's slot but are not the design: a re-run waiting does
+    not make its slot undone.
+    """
+    pending = set()
+    planned = set()
+    for t in study.get_trials(deepcopy=False):
+        slot = t.user_attrs.get(attrs.SLOT)
+        if slot is None or slot >= budget:
+            continue
+        planned.add(slot)
+        if t.state in PENDING and not is_seed_rerun(t):
+            pending.add(slot)
+    return len(planned - pending), budget
+
+
+def finished(study: optuna.Study, budget: int) -> bool:
+    """Every slot of the budget done, and no seed re-run waiting or running."""
+    if progress(study, budget)[0] < budget:
+        return False
+    return not any(is_seed_rerun(t) for t in study.get_trials(deepcopy=False, states=PENDING))

@@ -1,0 +1,274 @@
+"""Opening a storage, and the study in it: the one place that decides what storage it is.
+
+* the journal file (the embedded default) needs no server or schema, and optuna-dashboard
+  opens it directly. Several workers on one machine append under a short file lock, and
+  each reads only the entries it has not seen. SQLite also completed every trial in our
+  measurement, but each write waits for a lock on the whole database: 4-8x fewer trials/s
+  than the journal at 3-16 workers, and worse as workers are added (``bench/storage.py``).
+* PostgreSQL is the shared storage for workers on many machines, with connection health
+  checks, reconnection (:mod:`hpo.store.reconnect`) and the one-statement trial queue
+  (:mod:`hpo.store.pgqueue`).
+
+:func:`open_study` creates or loads the Optuna study for a definition, refuses a changed
+design under an old name, lays out the budget, and returns it with its trial queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hpo import env
+from hpo.store.urls import (
+    ALLOWED,
+    ENV_VAR,
+    StorageError,
+    clean,
+    kind,
+    redact,
+    sqlalchemy_url,
+)
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.storages import BaseStorage
+
+    from hpo.store.queue import TrialQueue
+    from hpo.study import Study
+
+# Any constant works; it only has to differ from other applications' advisory locks.
+_SCHEMA_LOCK_KEY = 0x6870_6F00
+
+
+class StudyMismatchError(StorageError):
+    """A stored study under this name was created from a different design."""
+
+
+def open_storage(url: str, *, create: bool = True) -> BaseStorage:
+    """An Optuna storage for the URL; an unusable URL raises StorageError with one line.
+
+    ``create=False`` is for read-only commands: a journal file that does not exist is an
+    error rather than a new empty file.
+    """
+    storage_kind = kind(url)
+    if storage_kind == "journal":
+        if not create and not Path(url).is_file():
+            raise StorageError(f"storage {url!r} does not exist; give the journal file the "
+                               f"workers wrote (--storage or ${ENV_VAR})")
+        return _open_journal(url)
+    import optuna
+    import sqlalchemy.exc
+    from optuna.storages import RDBStorage
+
+    from hpo.store.optuna_internals import check_schema
+    from hpo.store.reconnect import ReconnectingRDBStorage
+
+    try:
+        if storage_kind == "sqlite":
+            return RDBStorage(url)
+        with _schema_lock(url, storage_kind), warnings.catch_warnings():
+            # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = ReconnectingRDBStorage(
+                sqlalchemy_url(url),
+                # pre_ping replaces connections the server dropped (restart, idle timeout).
+                engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}},
+                heartbeat_interval=env.heartbeat_interval(),
+                grace_period=env.heartbeat_grace(),
+            )
+            check_schema(storage, redact(url))
+            storage.ensure_queue_index()
+            return storage
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+        raise StorageError(
+            f"cannot open storage {redact(url)}: {clean(e, url)}; "
+            f"check the host, database and credentials (allowed: {ALLOWED})"
+        ) from None
+
+
+def _open_journal(path: str) -> BaseStorage:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    target = Path(path)
+    if target.is_dir():
+        raise StorageError(f"storage {path!r} is a directory; give a file path such as "
+                           f"{path}/hpo-journal.log")
+    if not target.parent.is_dir():
+        raise StorageError(
+            f"storage {path!r}: directory {str(target.parent)!r} does not exist; create it first"
+        )
+    if target.is_file() and target.read_bytes()[:16] == b"SQLite format 3\x00":
+        raise StorageError(f"storage {path!r} is an SQLite file; use sqlite:///{path}")
+    return JournalStorage(JournalFileBackend(str(target)))
+
+
+def open_existing_storage(url: str) -> BaseStorage:
+    """The storage at ``url`` for a read-only command; a file that does not exist is an
+    error, never created."""
+    if kind(url) == "journal" and not Path(url).is_file():
+        raise StorageError(
+            f"storage {url!r}: no such journal file; give the --storage the study ran with "
+            f"(or set {ENV_VAR})"
+        )
+    if kind(url) == "sqlite" and not Path(url.split(":///", 1)[-1]).is_file():
+        raise StorageError(
+            f"storage {url!r}: no such SQLite file; give the --storage the study ran with"
+        )
+    return open_storage(url)
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str, storage_kind: str) -> Iterator[None]:
+    """Serialize Optuna's table creation: workers starting at once on an empty PostgreSQL
+    database otherwise race on CREATE TABLE and crash (optuna#1092, #4621)."""
+    if storage_kind != "postgresql":
+        yield
+        return
+    with _pg_advisory_lock(url, _SCHEMA_LOCK_KEY):
+        yield
+
+
+@contextlib.contextmanager
+def _pg_advisory_lock(url: str, key: int) -> Iterator[None]:
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(
+        sqlalchemy_url(url), poolclass=NullPool, connect_args={"connect_timeout": 10}
+    )
+    try:
+        with engine.connect() as conn:
+            # Session-level: released on unlock, or by the server if this process dies.
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def exclusive(url: str, name: str) -> Iterator[None]:
+    """Hold a lock, across processes and machines, for the study called ``name``.
+
+    Opening a study, checking its search space and laying out its budget must happen once
+    even when many workers start at the same moment; this is the lock that makes it so.
+    """
+    storage_kind = kind(url)
+    if storage_kind == "postgresql":
+        digest = hashlib.sha256(f"hpo-study:{name}".encode()).digest()
+        with _pg_advisory_lock(url, int.from_bytes(digest[:8], "big", signed=True)):
+            yield
+        return
+    path = url if storage_kind == "journal" else url.split(":///", 1)[-1]
+    # flock on a file of our own, next to the storage: Optuna's journal uses its own lock
+    # for appends, and we hold this one across several of them.
+    with open(f"{path}.hpo-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_study(definition: Study, url: str, *,
+               budget: int | None = None) -> tuple[optuna.Study, TrialQueue]:
+    """Create or load the Optuna study for a definition, lay out its budget, and return it
+    with its trial queue.
+
+    A stored study of the same name must have the same search space (fingerprint) and
+    direction: results gathered under one design are never silently mixed with another's.
+    Everything happens under one cross-process lock, so workers may all start at once.
+    """
+    import optuna
+
+    from hpo.sampling import PlaybookSampler
+    from hpo.store import budget as budgets
+    from hpo.store.queue import queue_for
+
+    storage = open_storage(url)
+    sampler = PlaybookSampler(definition.space, phase=definition.phase, seed=definition.seed)
+    pruner = definition.pruner or optuna.pruners.NopPruner()
+
+    def load() -> optuna.Study | None:
+        try:
+            return optuna.load_study(
+                study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner
+            )
+        except KeyError:
+            return None
+
+    study = load()
+    if study is not None:
+        # Read the whole study before taking the lock: inside it, Optuna's cache then reads
+        # only what changed, and workers joining a study of 10,000 trials do not queue up
+        # behind each other's full read.
+        study.get_trials(deepcopy=False)
+    with exclusive(url, definition.name):
+        study = study or load()
+        if study is None:
+            study = optuna.create_study(
+                study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
+                direction=definition.direction,
+            )
+            for key, value in definition.user_attrs().items():
+                study.set_user_attr(key, value)
+        else:
+            check_same_design(definition, study, redact(url))
+        queue = queue_for(study)
+        sampler.queue = queue
+        budgets.lay_out(study, definition.budget if budget is None else budget)
+    return study, queue
+
+
+def load_stored_study(definition: Study, url: str) -> optuna.Study:
+    """The Optuna study for a definition, which must exist with the same design (for the
+    commands that read results: nothing is created)."""
+    import optuna
+
+    storage = open_existing_storage(url)
+    try:
+        study = optuna.load_study(study_name=definition.name, storage=storage,
+                                  sampler=optuna.samplers.RandomSampler())
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(storage))
+        raise StorageError(
+            f"study {definition.name!r} is not in {redact(url)}"
+            f"{' (it holds: ' + ', '.join(names) + ')' if names else ' (it holds no study)'}; "
+            f"run it first: hpo run <study file> --storage ..."
+        ) from None
+    # Results gathered under another design are not this study's results.
+    check_same_design(definition, study, redact(url))
+    return study
+
+
+def check_same_design(definition: Study, study: optuna.Study, where: str) -> None:
+    """Raise StudyMismatchError if the stored study was made from another design."""
+    from hpo import attrs
+
+    stored = study.user_attrs.get(attrs.STUDY_FINGERPRINT)
+    new = definition.space.fingerprint()
+    stored_direction = study.direction.name.lower()
+    if stored == new and stored_direction == definition.direction:
+        return
+    what = (f"search space (fingerprint {stored} in storage, {new} now)" if stored != new
+            else f"direction ({stored_direction} in storage, {definition.direction} now)")
+    raise StudyMismatchError(
+        f"study {definition.name!r} in {where} was created with a different {what}; "
+        f"results from two designs must not mix: bump the study's name or version, "
+        f"e.g. name={_bumped(definition.name)!r}"
+    )
+
+
+def _bumped(name: str) -> str:
+    import re
+
+    match = re.fullmatch(r"(.*?)(\d+)", name)
+    return f"{match.group(1)}{int(match.group(2)) + 1}" if match else f"{name}-v2"

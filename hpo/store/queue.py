@@ -1,0 +1,190 @@
+"""The trial queue: how a worker takes a trial, finishes it or hands it back.
+
+One seam, chosen once when the study is opened (:func:`queue_for`): on PostgreSQL, hpo's
+own statements (:mod:`hpo.store.pgqueue`), where a trial changes hands in one statement
+each way; on any other Optuna storage (the journal file, SQLite), Optuna's public calls.
+Nothing outside :mod:`hpo.store` asks which storage it is talking to.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from hpo import attrs
+from hpo.design import is_seed_rerun
+from hpo.store.optuna_internals import (
+    heartbeat_interval,
+    rdb_backend,
+    stale_trial_ids,
+    storage_of,
+    study_id_of,
+    trial_id_of,
+)
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import FrozenTrial
+
+    from hpo.store.reconnect import ReconnectingRDBStorage
+
+
+def queue_for(study: optuna.Study) -> TrialQueue:
+    """The queue for an opened study: PostgreSQL's statements where they apply."""
+    from hpo.store.reconnect import ReconnectingRDBStorage
+
+    backend = rdb_backend(storage_of(study))
+    if isinstance(backend, ReconnectingRDBStorage) and backend.engine.dialect.name == "postgresql":
+        return PostgresQueue(study, backend)
+    return TrialQueue(study)
+
+
+def beyond_budget(user_attrs: dict[str, Any], budget: int) -> bool:
+    """A slot laid out by an earlier, larger budget: it waits for a run that asks for it.
+    Seed re-runs are extra evaluations of finished slots: whatever the budget, they run."""
+    return user_attrs.get(attrs.SLOT, -1) >= budget and attrs.SEED_RERUN_OF not in user_attrs
+
+
+class TrialQueue:
+    """The queue on any Optuna storage, through Optuna's public storage calls."""
+
+    def __init__(self, study: optuna.Study):
+        self.study = study
+        self.storage = storage_of(study)
+        self.study_id = study_id_of(study)
+
+    # --- a trial changing hands ----------------------------------------------------------
+
+    def claim(self, budget: int, owner: dict[str, Any]) -> FrozenTrial | None:
+        """Claim the lowest WAITING trial inside the budget, or None if none is left.
+
+        The claimed trial is RUNNING with ``owner`` (whose it is: host, pid...) written on
+        it, and has its whole point. Unlike ``Study.ask``, this never creates a trial,
+        which is what keeps the total exact.
+        """
+        storage = self.storage
+        for trial in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if beyond_budget(trial.user_attrs, budget):
+                continue
+            trial_id = trial_id_of(trial)
+            try:
+                # False when another worker popped it first: try the next one.
+                if not storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    continue
+            except UpdateFinishedTrialError:  # it finished meanwhile
+                continue
+            for key, value in owner.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            return storage.get_trial(trial_id)
+        return None
+
+    def finish(self, trial: FrozenTrial, value: float) -> None:
+        """Record a claimed trial as COMPLETE with its value (``study.tell``).
+
+        Raises UpdateFinishedTrialError, as ``study.tell`` does, when the trial is no longer
+        RUNNING (a reaper failed it meanwhile, or a retried write had already finished it).
+        """
+        self.study.tell(trial.number, value)
+
+    def hand_back(self, trial: FrozenTrial) -> None:
+        """Put a RUNNING trial back in the queue, as WAITING, for any worker to take.
+
+        The pid is cleared first, or the reaper could mistake the next worker's fresh
+        attempt for this dead one.
+        """
+        trial_id = trial_id_of(trial)
+        self.storage.set_trial_user_attr(trial_id, attrs.WORKER_PID, None)
+        self.storage.set_trial_state_values(trial_id, state=TrialState.WAITING)
+
+    def trial_id(self, trial: FrozenTrial | optuna.Trial) -> int:
+        return trial_id_of(trial)
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def value_trials(self, known: dict[int, FrozenTrial]) -> list[FrozenTrial] | None:
+        """Finished and running trials in one read, for TPE; None: use Optuna's own read."""
+        return None
+
+    def running(self) -> list[FrozenTrial]:
+        """The RUNNING trials."""
+        # Straight from the database where there is one: through Optuna's cache, this read
+        # would also fetch every WAITING trial of the budget.
+        source = rdb_backend(self.storage) or self.storage
+        return source.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,))
+
+    def pending_reruns(self) -> bool:
+        """A seed re-run still waiting or running."""
+        return any(is_seed_rerun(t) for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
+
+    # --- heartbeats ----------------------------------------------------------------------
+
+    @property
+    def heartbeat_interval(self) -> int | None:
+        """Seconds between heartbeats, or None where the storage keeps none (journal)."""
+        return heartbeat_interval(self.storage)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+
+    def stale_trial_ids(self) -> set[int]:
+        """RUNNING trials whose heartbeat is older than the grace period."""
+        if not self.heartbeat_interval:
+            return set()
+        return set(stale_trial_ids(self.storage, self.study_id))
+
+    def heartbeat_ages(self, trial_ids: list[int]) -> dict[int, float]:
+        """Seconds since each running trial's last heartbeat ({} where there are none)."""
+        return {}
+
+
+class PostgresQueue(TrialQueue):
+    """The queue on PostgreSQL: hpo's statements (:mod:`hpo.store.pgqueue`)."""
+
+    def __init__(self, study: optuna.Study, backend: ReconnectingRDBStorage):
+        super().__init__(study)
+        self.backend = backend
+
+    def claim(self, budget: int, owner: dict[str, Any]) -> FrozenTrial | None:
+        # One statement. Study.ask reads every WAITING trial with all its attributes to pop
+        # one, which would grow with the budget on every take.
+        trial = self.backend.claim_trial(self.study_id, budget, owner)
+        if trial is not None and not trial.params:
+            # Not laid out with its point (exploit phase, a seed re-run): choose it now and
+            # write it at once. Written one by one while the trial runs, each would go
+            # through Optuna's cache, which knows only the trials it has read, and reading
+            # the study for it re-reads every WAITING trial of the budget.
+            params, dists = self._point(trial)
+            self.backend.set_trial_params(trial_id_of(trial), params, dists)
+            trial.params.update(params)
+            trial.distributions.update(dists)
+        return trial
+
+    def _point(self, trial: FrozenTrial) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+        from hpo.sampling import PlaybookSampler
+
+        sampler = self.study.sampler
+        assert isinstance(sampler, PlaybookSampler)  # hpo.store.opening attaches it
+        return sampler.point(self.study, trial)
+
+    def finish(self, trial: FrozenTrial, value: float) -> None:
+        self.study.sampler.after_trial(self.study, trial, TrialState.COMPLETE, [value])
+        if not self.backend.finish_trial(trial_id_of(trial), value):
+            raise UpdateFinishedTrialError(f"trial {trial.number} is no longer RUNNING")
+
+    def value_trials(self, known: dict[int, FrozenTrial]) -> list[FrozenTrial] | None:
+        return self.backend.tpe_trials(self.study_id, known, running=True)
+
+    def heartbeat_ages(self, trial_ids: list[int]) -> dict[int, float]:
+        if not trial_ids:
+            return {}
+        import sqlalchemy
+
+        query = sqlalchemy.text(
+            "SELECT trial_id, EXTRACT(EPOCH FROM (now() - heartbeat)) FROM trial_heartbeats "
+            "WHERE trial_id = ANY(:ids)")
+        with self.backend.engine.connect() as conn:
+            return {row[0]: float(row[1]) for row in conn.execute(query, {"ids": trial_ids})}
