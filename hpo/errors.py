@@ -20,3 +20,9 @@ class InputError(HpoError, ValueError):
     has been written to storage when it is raised."""
 
     exit_code = 2
+
+
+class InfrastructureError(HpoError):
+    """Something around the trial failed, not the trial: a checkpoint folder that cannot be
+    written, a database that went away. The trial goes back to the queue rather than being
+    counted as a result (failed, let alone infeasible)."""

@@ -80,9 +80,24 @@ def sqlalchemy_url(url: str) -> str:
     and 2.1 maps a plain 'postgresql://' to psycopg 3, which hpo does not install.
     """
     scheme, sep, rest = url.partition("://")
-    if sep and scheme.lower() in ("postgres", "postgresql"):
-        return "postgresql+psycopg2://" + rest
-    return url
+    if not sep or scheme.lower() not in ("postgres", "postgresql", "postgresql+psycopg2"):
+        return url
+    return "postgresql+psycopg2://" + _encode_password(rest)
+
+
+def _encode_password(rest: str) -> str:
+    """Percent-encode the password of ``user:password@host/db...``: one with an unencoded
+    '@' or '/' would otherwise be read as part of the host (and printed as one)."""
+    from urllib.parse import quote, unquote
+
+    address, mark, query = rest.partition("?")
+    if "@" not in address:
+        return rest
+    userinfo, _, host = address.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if colon:
+        userinfo = f"{user}:{quote(unquote(password), safe='')}"
+    return f"{userinfo}@{host}{mark}{query}"
 
 
 def password_of(url: str) -> str | None:

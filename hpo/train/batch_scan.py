@@ -267,7 +267,7 @@ def write_svg(rows: list[Row], path: Path, *, recommended: int | None, title: st
 
 def run(args: argparse.Namespace) -> int:
     """``hpo batch-scan``; bad input raises HyperparameterError (the CLI exits 2)."""
-    from hpo.study import load_study_file
+    from hpo.study_file import load_study_file
 
     study = load_study_file(args.study_file)
     if not isinstance(study.objective, TrainObjective):

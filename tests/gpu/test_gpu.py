@@ -24,7 +24,7 @@ from train_helpers import Killed, config, killed_at, tiny_model
 
 from hpo import Study, nuisance, uniform
 from hpo.context import Context
-from hpo.storage import open_storage
+from hpo.store import open_storage
 from hpo.train import TrainSettings, fit, load_dataset, mlp
 from hpo.worker import run_worker
 
