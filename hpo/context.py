@@ -24,8 +24,18 @@ if TYPE_CHECKING:
 class Config(Mapping[str, Any]):
     """A trial's hyperparameter values; reading an unknown name is an error, never a default.
 
+    The objective's first argument: a read-only mapping from every hyperparameter's name
+    (fixed ones included) to its value in this trial. ``config["learning_rate"]``,
+    ``len(config)``, ``dict(config)`` and iteration work as on any mapping.
+
     (init2winit's lesson: a typo in a hyperparameter name must fail loudly, not silently
     train with something else.)
+
+    Raises:
+        KeyError: On ``config[name]`` for a name that is not in the space (the message lists
+            the known names), or for a conditional hyperparameter that does not exist in this
+            trial (the message says when it exists, e.g. "only when
+            optimizer='sgd_momentum'").
     """
 
     def __init__(self, values: Mapping[str, Any], inactive: Mapping[str, str] | None = None):
@@ -47,6 +57,20 @@ class Config(Mapping[str, Any]):
             ) from None
 
     def get(self, name: str, default: Any = None) -> Any:
+        """The value of ``name``, or ``default`` for a conditional one absent in this trial.
+
+        Args:
+            name: A hyperparameter's name.
+            default: What to return when ``name`` is conditional (``nuisance(...,
+                when=...)``) and does not exist in this trial.
+
+        Returns:
+            The value, or ``default``.
+
+        Raises:
+            KeyError: If ``name`` is not in the space at all: an unknown name is a typo even
+                with a default.
+        """
         if name in self._values:
             return self._values[name]
         if name in self._inactive:
@@ -69,12 +93,55 @@ DEFAULT_CHECKPOINT_DIR = "hpo-checkpoints"
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A checkpoint read back by [`Context.load_checkpoint`][hpo.Context.load_checkpoint].
+
+    Attributes:
+        step: The training step passed to ``save_checkpoint``.
+        state: What was saved: anything ``torch.save`` takes (a dict of state dicts, say).
+    """
+
     step: int
     state: Any
 
 
 class Context:
-    """The trial's handle for the objective: number, seed, device, ``report``, checkpoints."""
+    """The trial's handle for the objective: number, seed, device, ``report``, checkpoints.
+
+    The objective's second argument, ``objective(config, ctx) -> float``. A worker builds it
+    for every trial; an objective never constructs one.
+
+    Example:
+        ```python
+        def train(config, ctx):
+            torch.manual_seed(ctx.seed)
+            model = make_model(config).to(ctx.device)
+            start = 0
+            if (saved := ctx.load_checkpoint()) is not None:  # a retried trial resumes
+                model.load_state_dict(saved.state)
+                start = saved.step
+            for step in range(start, config["max_train_steps"]):
+                ...
+                if step % 100 == 0:
+                    ctx.report(step, val_error)           # may stop the trial (pruned)
+                    ctx.save_checkpoint(step, model.state_dict())
+            ctx.set_attr("final_train_loss", loss)
+            return val_error
+        ```
+
+    Attributes:
+        seed: The trial's seed, an ``int``: seed every random number generator the objective
+            uses from it. The k-th trial of every scientific value gets the same seed (a
+            paired design), a retried trial keeps its seed, and a seed re-run
+            (``hpo seeds``) gets a new one.
+
+    Args:
+        trial: The Optuna trial being run.
+        seed: The trial's seed.
+        device: The device to train on; None: see [`device`][hpo.Context.device].
+        checkpoint_root: The shared checkpoint folder; None: ``$HPO_CHECKPOINT_DIR``, else
+            ``./hpo-checkpoints``.
+        study_name: The study's name, for the checkpoint folder; empty: the trial's study's.
+    """
 
     def __init__(
         self,
@@ -95,13 +162,20 @@ class Context:
 
     @property
     def trial_number(self) -> int:
+        """The trial's number in the study (0, 1, 2...), as optuna-dashboard shows it.
+
+        A retried trial is a new trial with a new number: to key anything that must survive
+        a retry, use the checkpoint methods, which are keyed by the trial's slot.
+        """
         return self._trial.number
 
     @property
     def device(self) -> str:
-        """``$HPO_DEVICE`` if set, else ``cuda:0`` when a GPU is visible, else ``cpu``.
+        """The device to train on, a string for ``torch.device``: ``cuda:0`` or ``cpu``.
 
-        A worker pinned to one GPU (``CUDA_VISIBLE_DEVICES``) always sees it as ``cuda:0``.
+        ``$HPO_DEVICE`` if set, else ``cuda:0`` when a GPU is visible, else ``cpu``. A worker
+        pinned to one GPU (``CUDA_VISIBLE_DEVICES``, as ``hpo workers`` pins them) always
+        sees it as ``cuda:0``; ``hpo workers --gpus none`` sets ``cpu``.
         """
         if self._device is None:
             self._device = env.raw("HPO_DEVICE") or _default_device()
@@ -110,8 +184,18 @@ class Context:
     def report(self, step: int, value: float) -> None:
         """Record an intermediate value at a training step; stops the trial if pruned.
 
-        Raises ``optuna.TrialPruned`` when the study's pruner decides, which the worker
-        records as PRUNED: let it propagate out of the objective.
+        The value is stored with the trial (optuna-dashboard plots it) and shown to the
+        study's ``pruner=``. A NaN is not recorded: whether the run diverged is decided by the
+        value the objective returns, not by the pruner.
+
+        Args:
+            step: The training step, an integer >= 0.
+            value: The metric at that step, in the study's direction.
+
+        Raises:
+            optuna.TrialPruned: When the study's pruner decides to stop the trial; the worker
+                records it as PRUNED. Let it propagate out of the objective.
+            ValueError: If ``step`` is not an integer >= 0.
         """
         import optuna
 
@@ -128,8 +212,19 @@ class Context:
     def set_attr(self, name: str, value: Any) -> None:
         """Record a JSON-ready value on the trial (a user attribute the dashboard shows).
 
-        The keys hpo itself relies on (``hpo.attrs.RESERVED``: slot, seed, host, error...)
-        are refused: writing one would silently break retries or the design.
+        Use names of your own: hpo records its own attributes (``slot``, ``seed``, ``host``,
+        ``gpu``, versions, errors...) on the same trial, and ``hpo export`` writes each
+        attribute as an ``attr.<name>`` column.
+
+        Args:
+            name: The attribute's name.
+            value: Anything JSON can encode: a number, string, bool, None, or lists and dicts
+                of them.
+
+        Raises:
+            HpoError: ``name`` is one of the keys hpo itself relies on (``hpo.attrs.RESERVED``:
+                slot, seed, host, error...); writing one would silently break retries or the
+                design.
         """
         from hpo import attrs
         from hpo.errors import InputError
@@ -147,7 +242,17 @@ class Context:
         return self._trial.study.direction.name.lower()
 
     def record_curves(self, curves: Mapping[str, Any]) -> None:
-        """Store training curves with the trial in :mod:`hpo.curves`' compact format."""
+        """Store training curves with the trial, where ``hpo report`` diagnoses them.
+
+        Args:
+            curves: Equal-length series sampled at the same evaluation steps: ``step`` plus
+                any of ``train_loss``, ``val_loss``, ``val_metric``, ``grad_norm`` (and
+                others). They are rounded and thinned to at most 200 points, and stored as
+                the trial's ``curves`` attribute.
+
+        Raises:
+            ValueError: If a series does not have as many points as ``step``.
+        """
         from hpo import curves as stored
 
         stored.record(self._trial, curves)
@@ -156,7 +261,7 @@ class Context:
 
     @property
     def checkpoint_dir(self) -> Path:
-        """This trial's checkpoint folder, shared by every attempt at the same trial.
+        """This trial's checkpoint folder (a ``Path``), shared by every attempt at the trial.
 
         Keyed by study and slot, not by trial number: a retried trial is a new trial (new
         number) of the same slot with the same parameters, and must find what its first
@@ -176,7 +281,21 @@ class Context:
         """Write ``state`` (anything ``torch.save`` takes) reached at ``step``, atomically.
 
         The file is written beside its final name and renamed into place, so a worker killed
-        mid-write leaves the previous checkpoint intact, never a half-written one.
+        mid-write leaves the previous checkpoint intact, never a half-written one. A retried
+        trial (after its worker died or was stopped) finds it with
+        [`load_checkpoint`][hpo.Context.load_checkpoint], also on another machine when the
+        checkpoint folder is shared.
+
+        Args:
+            step: The training step the state was reached at.
+            state: What to save, e.g. ``{"model": model.state_dict(), "optimizer":
+                optimizer.state_dict()}``.
+            name: The checkpoint's name (``last`` by default); a trial may keep several,
+                e.g. ``best``. Characters other than letters, digits, ``-``, ``_`` and ``.``
+                become ``_`` in the file name.
+
+        Returns:
+            The path of the checkpoint file, ``<checkpoint_dir>/<name>.pt``.
         """
         import torch
 
@@ -189,7 +308,22 @@ class Context:
         return final
 
     def load_checkpoint(self, *, name: str = "last", map_location: Any = None) -> Checkpoint | None:
-        """The checkpoint saved under ``name`` by this or an earlier attempt, else None."""
+        """The checkpoint saved under ``name`` by this or an earlier attempt, else None.
+
+        The file is read with ``torch.load(..., weights_only=False)``, which runs pickled
+        code: keep the checkpoint folder to machines you trust.
+
+        Args:
+            name: The name it was saved under (``last`` by default).
+            map_location: Where to load tensors (``torch.load``'s ``map_location``);
+                default: the trial's [`device`][hpo.Context.device].
+
+        Returns:
+            A [`Checkpoint`][hpo.context.Checkpoint] with ``.step`` (the step passed to
+                [`save_checkpoint`][hpo.Context.save_checkpoint]) and ``.state`` (what was
+                saved), or None when there is no checkpoint of that name: the first attempt,
+                or one that saved nothing yet.
+        """
         import torch
 
         path = self.checkpoint_dir / f"{_safe(name)}.pt"
@@ -199,11 +333,24 @@ class Context:
         return Checkpoint(step=saved["step"], state=saved["state"])
 
     def remove_checkpoint(self, *, name: str) -> None:
-        """Delete the checkpoint saved under ``name``, if there is one."""
+        """Delete the checkpoint saved under ``name``, if there is one.
+
+        Checkpoints stay on disk after the trial ends unless the objective removes them
+        (``hpo.train`` removes its ``last`` checkpoint when a trial ends and keeps the best).
+
+        Args:
+            name: The name it was saved under; there is no default, so a call never deletes
+                ``last`` by accident.
+        """
         (self.checkpoint_dir / f"{_safe(name)}.pt").unlink(missing_ok=True)
 
     def checkpoint_names(self) -> list[str]:
-        """The names of this trial's saved checkpoints (by any attempt), sorted."""
+        """The names of this trial's saved checkpoints (by any attempt), sorted.
+
+        Returns:
+            The names as given to [`save_checkpoint`][hpo.Context.save_checkpoint] (after
+            the file-name cleanup), e.g. ``["best", "last"]``; empty when there are none.
+        """
         folder = self.checkpoint_dir
         return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 

@@ -29,11 +29,22 @@ ROLES = ("scientific", "nuisance", "fixed")
 
 
 class SpaceError(InputError):
-    """A study definition that breaks a rule; the message is one line a user can act on."""
+    """A study definition that breaks a rule; the message is one line a user can act on.
+
+    Raised when a [`Study`][hpo.Study] is constructed, before anything touches storage. The
+    message names the hyperparameter, echoes the value and says what is allowed, e.g.
+    ``learning_rate: a log-scale range needs low > 0, got low=0; use a small positive low
+    such as 1e-6, or uniform() for a linear range``. The ``hpo`` command prints it after
+    ``hpo: error:`` and exits with status 2.
+    """
 
 
 class SpaceWarning(UserWarning):
-    """A study definition that is legal but probably not what was meant."""
+    """A study definition that is legal but probably not what was meant.
+
+    Issued with ``warnings.warn`` (not raised) for example when a scientific
+    hyperparameter has a single value, so there is nothing to compare.
+    """
 
 
 # --- distributions -------------------------------------------------------------------------
@@ -168,22 +179,75 @@ Distribution = Union[Float, Int, Choice]
 
 
 def uniform(low: float, high: float) -> Float:
-    """A real value drawn evenly from ``[low, high]``."""
+    """A real value drawn evenly from ``[low, high]``, both ends included.
+
+    Args:
+        low: The smallest value.
+        high: The largest value; ``low <= high`` must hold.
+
+    Returns:
+        A distribution, to wrap in [`nuisance`][hpo.nuisance]. A scientific hyperparameter
+        cannot take a continuous range: list the values to compare with
+        [`choice`][hpo.choice].
+
+    The bounds are checked when the study is defined: a bound that is not a number, or
+    ``low > high``, raises [`SpaceError`][hpo.SpaceError] then.
+    """
     return Float(low, high)
 
 
 def log_uniform(low: float, high: float) -> Float:
-    """A positive real value whose logarithm is drawn evenly: learning rates, weight decay."""
+    """A positive real value whose logarithm is drawn evenly: learning rates, weight decay.
+
+    Args:
+        low: The smallest value; must be > 0.
+        high: The largest value; ``low <= high`` must hold.
+
+    Returns:
+        A distribution, to wrap in [`nuisance`][hpo.nuisance].
+
+    The bounds are checked when the study is defined: ``low <= 0`` raises
+    [`SpaceError`][hpo.SpaceError] then, suggesting a small positive ``low`` such as 1e-6 or
+    [`uniform`][hpo.uniform] for a linear range.
+    """
     return Float(low, high, log=True)
 
 
 def integer(low: int, high: int, *, log: bool = False) -> Int:
-    """An integer from ``low`` to ``high`` inclusive."""
+    """An integer from ``low`` to ``high``, both ends included.
+
+    Args:
+        low: The smallest value.
+        high: The largest value; ``low <= high`` must hold.
+        log: Draw the value's logarithm evenly (``low`` must then be >= 1).
+
+    Returns:
+        A distribution, for [`nuisance`][hpo.nuisance] or [`scientific`][hpo.scientific]
+        (as a scientific hyperparameter every integer in the range is a value to compare,
+        at most 1000 of them).
+
+    The bounds are checked when the study is defined: bounds that are not integers, or
+    ``low > high``, raise [`SpaceError`][hpo.SpaceError] then.
+    """
     return Int(low, high, log=log)
 
 
 def choice(*values: Any) -> Choice:
-    """One of a finite set of values: ``choice("sgd_momentum", "adam")``."""
+    """One of a finite set of unordered values: ``choice("sgd_momentum", "adam")``.
+
+    Args:
+        *values: The values, each a ``str``, ``int``, ``float``, ``bool`` or ``None``, all
+            distinct (also in Python's sense: ``1`` and ``True`` are equal, and Optuna would
+            store them as one). Name an option with a string and build the object it stands
+            for in the objective.
+
+    Returns:
+        A distribution, for [`scientific`][hpo.scientific] (the values compared) or
+        [`nuisance`][hpo.nuisance].
+
+    The values are checked when the study is defined: no values, a value of another type, or
+    two equal values raise [`SpaceError`][hpo.SpaceError] then.
+    """
     return Choice(tuple(values))
 
 
@@ -205,7 +269,22 @@ class Hyperparameter:
 
 
 def scientific(distribution: Distribution) -> Hyperparameter:
-    """The hyperparameter whose effect the study measures; its values are compared in balance."""
+    """The hyperparameter whose effect the study measures; its values are compared in balance.
+
+    Every value (every combination of values, with several scientific hyperparameters) gets
+    trials in exact balance: after any number of trials, the counts per value differ by at
+    most one, however many workers run at once.
+
+    Args:
+        distribution: A finite set of values to compare: [`choice`][hpo.choice] or
+            [`integer`][hpo.integer] (at most 1000 values). A continuous range is refused
+            when the study is defined, with [`SpaceError`][hpo.SpaceError]: there is no
+            balance over a continuum. A single value is legal but issues a
+            [`SpaceWarning`][hpo.SpaceWarning]: there is nothing to compare.
+
+    Returns:
+        The role, to put in a study's ``space``.
+    """
     return Hyperparameter("scientific", distribution=distribution)
 
 
@@ -214,8 +293,21 @@ def nuisance(
 ) -> Hyperparameter:
     """A hyperparameter optimized away separately for every scientific value.
 
-    ``when={"optimizer": "sgd_momentum"}`` (or a list of values) limits it to those scientific
-    values; elsewhere it is absent from the trial's config.
+    Its value is re-optimized for each scientific value, so the comparison is fair: the
+    playbook's learning rate, momentum, weight decay...
+
+    Args:
+        distribution: [`uniform`][hpo.uniform], [`log_uniform`][hpo.log_uniform],
+            [`integer`][hpo.integer] or [`choice`][hpo.choice].
+        when: Limits the hyperparameter to some scientific values:
+            ``when={"optimizer": "sgd_momentum"}`` or, with a list,
+            ``when={"optimizer": ["sgd_momentum", "nesterov"]}``. Elsewhere it is absent
+            from the trial's config, and reading it there is an error that says when it
+            exists. Conditions may name only scientific hyperparameters and their values;
+            anything else raises [`SpaceError`][hpo.SpaceError] when the study is defined.
+
+    Returns:
+        The role, to put in a study's ``space``.
     """
     conditions = {
         key: tuple(v) if isinstance(v, (list, tuple, set, frozenset)) else (v,)
@@ -225,7 +317,18 @@ def nuisance(
 
 
 def fixed(value: Any) -> Hyperparameter:
-    """A value held constant for the whole study and recorded with every result."""
+    """A value held constant for the whole study and recorded with every result.
+
+    Every conclusion holds only for these values, so they are passed to the objective in its
+    config and stored on the study, where optuna-dashboard and ``hpo report`` show them.
+
+    Args:
+        value: The value itself, not a distribution: ``fixed(uniform(0, 1))`` raises
+            [`SpaceError`][hpo.SpaceError] when the study is defined.
+
+    Returns:
+        The role, to put in a study's ``space``.
+    """
     return Hyperparameter("fixed", value=value)
 
 

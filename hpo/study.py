@@ -25,13 +25,74 @@ DIRECTIONS = ("minimize", "maximize")
 class Study:
     """One experiment: a question, a metric, a space of roles, a budget and a phase.
 
-    >>> Study(name="digits-optimizer-v1", goal="Does Adam beat SGD?", metric="val_error",
-    ...       direction="minimize", space={...}, objective=train, trials_per_value=16)
+    A study file defines one ``Study`` at module level; ``hpo run``, ``hpo workers`` and the
+    analysis commands load it from there. The whole definition is checked when it is
+    constructed, before anything touches storage.
 
-    ``trials_per_value`` is the budget: each scientific value gets that many trials, so the
-    study's total is ``trials_per_value * len(scientific_values)`` unless ``--trials`` says
-    otherwise. ``phase="explore"`` samples nuisance hyperparameters quasi-randomly (for
-    insight); ``"exploit"`` uses Bayesian optimization inside each scientific value.
+    Example:
+        ```python
+        study = Study(
+            name="digits-optimizer-v1",
+            goal="Does Adam beat SGD with momentum on this MLP at 1,500 steps?",
+            metric="val_error", direction="minimize",
+            space={
+                "optimizer": scientific(choice("sgd_momentum", "adam")),
+                "learning_rate": nuisance(log_uniform(1e-4, 1.0)),
+                "momentum": nuisance(uniform(0.8, 0.99), when={"optimizer": "sgd_momentum"}),
+                "batch_size": fixed(64),
+            },
+            objective=train, trials_per_value=12, phase="explore", seed=0,
+        )
+        ```
+
+    Args:
+        name: Identifies the study in storage, together with a fingerprint of its search
+            space and its direction. A stored study of this name with another space or
+            direction is refused when a worker opens it
+            ([`StudyMismatchError`][hpo.StudyMismatchError]): bump the name
+            (``digits-optimizer-v2``) for a new design.
+        goal: The question the study answers, in words; stored on the study and shown by
+            optuna-dashboard and ``hpo report``.
+        metric: The name of the value the objective returns, e.g. ``"val_error"``.
+        direction: ``"minimize"`` or ``"maximize"``.
+        space: Every hyperparameter's name and role: a dict (or a sequence of
+            ``(name, role)`` pairs) of [`scientific`][hpo.scientific],
+            [`nuisance`][hpo.nuisance] and [`fixed`][hpo.fixed]. Names must be Python
+            identifiers.
+        objective: ``objective(config, ctx) -> float``, called once per trial with the
+            trial's [`Config`][hpo.Config] and [`Context`][hpo.Context]. It returns the
+            metric; NaN or infinity marks the trial as diverged (failed, counted as
+            infeasible).
+        trials_per_value: The budget: each scientific value (each combination of values)
+            gets this many trials, so the study's total is ``trials_per_value`` times the
+            number of scientific values, unless ``--trials N`` sets the total.
+        phase: ``"explore"``: nuisance hyperparameters from a paired quasi-random design
+            (scrambled Halton), non-adaptive and reproducible, for insight. ``"exploit"``:
+            Bayesian optimization (TPE) inside each scientific value once it has 10 finished
+            trials (quasi-random points until then), for the best model after exploration.
+        seed: Seeds the quasi-random sequence and the trials' seeds; the k-th trial of every
+            scientific value gets the same nuisance point and the same ``ctx.seed``. Another
+            seed gives another design, to measure study-to-study variance.
+        pruner: An Optuna pruner (e.g. ``optuna.pruners.MedianPruner()``) that
+            [`Context.report`][hpo.Context.report] consults; None: no pruning.
+
+    Raises:
+        SpaceError: If any argument breaks a rule (an empty name or goal, an unknown
+            direction or phase, a non-positive budget, an objective that is not callable,
+            any mistake in the space); the message is one line that names the field and the
+            value and says what is allowed.
+
+    Attributes:
+        name: As given.
+        goal: As given.
+        metric: As given.
+        direction: As given.
+        space: The validated space.
+        objective: As given.
+        trials_per_value: As given.
+        phase: As given.
+        seed: As given.
+        pruner: As given.
     """
 
     def __init__(
