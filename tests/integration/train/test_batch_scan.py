@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-from conftest import hpo_cli
+from conftest import ROOT, hpo_cli
 
 from hpo.train.batch_scan import Row, parse_memory, recommend
 
-ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "digits_optimizer.py"
 
 

@@ -8,14 +8,12 @@ no password written into the file, and commands that the hpo CLI accepts.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from hpo.cli import _parser
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
