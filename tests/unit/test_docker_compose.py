@@ -58,7 +58,8 @@ def test_workers_reserve_every_gpu_and_stop_gracefully(compose):
 
 @pytest.mark.parametrize("service", ["dashboard", "workers"])
 def test_service_commands_parse_with_the_hpo_cli(compose, service):
-    command = [re.sub(r"\$\{STUDY:-([^}]*)\}", r"\1", c) for c in compose["services"][service]["command"]]
+    command = [re.sub(r"\$\{STUDY:-([^}]*)\}", r"\1", c)
+               for c in compose["services"][service]["command"]]
     args = _parser().parse_args(command)
     assert args.command == command[0]
     if service == "workers":
