@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Pinned and installed first: a looser requirement would pull a multi-GB CUDA build.
 TORCH  := torch==2.13.0
 
-.PHONY: demo test install browser docs clean
+.PHONY: demo test lint install browser docs clean
 
 $(BIN)/hpo: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,8 +41,13 @@ browser:
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+# The gates: ruff on all Python code, mypy on the package (its settings are in pyproject.toml).
+lint: install
+	$(BIN)/ruff check hpo tests bench studies
+	$(BIN)/mypy hpo
+
 # pytest exits 5 when it collects nothing; that must fail, and it does: make fails on any non-zero.
-test: install browser docs
+test: install lint docs browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -64,7 +64,8 @@ def plain_objective(trial: optuna.Trial) -> float:
 
 def plain_worker(url: str, trials: int, phase: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sampler = optuna.samplers.TPESampler() if phase == "exploit" else optuna.samplers.RandomSampler()
+    sampler = (optuna.samplers.TPESampler() if phase == "exploit"
+               else optuna.samplers.RandomSampler())
     study = optuna.load_study(study_name="coordination", storage=url, sampler=sampler)
     study.optimize(plain_objective, n_trials=trials)
 
@@ -108,7 +109,8 @@ def run_hpo(url: str, prefilled: int, workers: int, trials: int, folder: Path, p
     from hpo.study_file import load_study_file
 
     path = folder / "coordination_study.py"
-    path.write_text(STUDY_FILE.replace("trials_per_value=1", f"trials_per_value=1, phase={phase!r}"))
+    path.write_text(STUDY_FILE.replace("trials_per_value=1",
+                                       f"trials_per_value=1, phase={phase!r}"))
     study, _ = open_study(load_study_file(path), url, budget=0)
     prefill(study, prefilled, slots=True)
     budget = prefilled + workers * trials
@@ -186,9 +188,11 @@ def main() -> int:
             rows.append((prefilled, result["optuna"], result["hpo"]))
 
     print()
-    print(f"{'trials in study':>15}  {'optuna ms/trial':>15}  {'hpo ms/trial':>12}  {'hpo / optuna':>12}")
+    print(f"{'trials in study':>15}  {'optuna ms/trial':>15}  {'hpo ms/trial':>12}  "
+          f"{'hpo / optuna':>12}")
     for prefilled, plain, ours in rows:
-        print(f"{prefilled:>15}  {1000 * plain:>15.1f}  {1000 * ours:>12.1f}  {ours / plain:>11.2f}x")
+        print(f"{prefilled:>15}  {1000 * plain:>15.1f}  {1000 * ours:>12.1f}  "
+              f"{ours / plain:>11.2f}x")
     if len(rows) > 1:
         growth_plain = rows[-1][1] / rows[0][1]
         growth_ours = rows[-1][2] / rows[0][2]

@@ -65,14 +65,15 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's hpo
 
 from hpo import Study, choice, log_uniform, nuisance, scientific, uniform
 from hpo.analysis.results import RERUN_ATTR, collect
 from hpo.analysis.verdict import verdict
 from hpo.attrs import SLOT as SLOT_ATTR
 from hpo.sampling import PlaybookSampler
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VALUES = ("sgd_momentum", "adam")
 NOISE_STD = 0.002

@@ -48,13 +48,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's hpo
 
 from hpo import Study, load_study_file
 from hpo.design import np_seed
 from hpo.sampling import PlaybookSampler
 from hpo.worker import build_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MAX_STEPS = 600
 EVAL_EVERY = 100
@@ -67,7 +68,8 @@ MAX_TRIALS = 80
 # The demo study's scientific and nuisance hyperparameters (its fixed values are this
 # benchmark's own, above): the space users actually run.
 DIGITS_SPACE = {n: hp for n, hp in
-                load_study_file(ROOT / "studies" / "digits_optimizer.py").space.hyperparameters.items()
+                load_study_file(ROOT / "studies" / "digits_optimizer.py")
+                .space.hyperparameters.items()
                 if hp.role != "fixed"}
 
 

@@ -38,17 +38,19 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's hpo
 
 from hpo import Study, load_study_file
 from hpo.attrs import SLOT as SLOT_ATTR
 from hpo.sampling import PlaybookSampler
 from hpo.worker import build_config
 
+ROOT = Path(__file__).resolve().parent.parent
+
 # The demo study's scientific and nuisance hyperparameters: the space users actually run.
 DIGITS_SPACE = {n: hp for n, hp in
-                load_study_file(ROOT / "studies" / "digits_optimizer.py").space.hyperparameters.items()
+                load_study_file(ROOT / "studies" / "digits_optimizer.py")
+                .space.hyperparameters.items()
                 if hp.role != "fixed"}
 DEFINITION = Study(
     name="sampler-cost", goal="How much does a suggestion cost?", metric="val_error",

@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     examples = args.steps * args.batch_size
     bare = examples / statistics.median(wall for wall, _ in bare_s)
     hpo = examples / statistics.median(wall for wall, _ in hpo_s)
-    ratios = sorted(b[0] / h[0] for b, h in zip(bare_s, hpo_s))
-    cpu_ratios = sorted(b[1] / h[1] for b, h in zip(bare_s, hpo_s))
+    ratios = sorted(b[0] / h[0] for b, h in zip(bare_s, hpo_s, strict=True))
+    cpu_ratios = sorted(b[1] / h[1] for b, h in zip(bare_s, hpo_s, strict=True))
     where = args.device + (f" ({args.threads} thread{'s' * (args.threads > 1)})"
                            if args.device == "cpu" else f" ({torch.cuda.get_device_name()})")
     print(f"hpo.train vs bare PyTorch loop: MLP 64-{args.width}-{args.width}-10 on digits, "

@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 import optuna.distributions as od
 
@@ -175,7 +175,7 @@ class Choice:
         return f"choice({', '.join(repr(c) for c in self.choices)})"
 
 
-Distribution = Union[Float, Int, Choice]
+Distribution = Float | Int | Choice
 
 
 def uniform(low: float, high: float) -> Float:
@@ -352,9 +352,8 @@ class Space:
                 )
             name, spec = pair
             if not isinstance(name, str) or not name.isidentifier():
-                raise SpaceError(
-                    f"hyperparameter names must be identifiers such as 'learning_rate', got {name!r}"
-                )
+                raise SpaceError("hyperparameter names must be identifiers such as "
+                                 f"'learning_rate', got {name!r}")
             if name in self.hyperparameters:
                 raise SpaceError(
                     f"{name}: defined twice in the space; each name must be unique, "
@@ -449,6 +448,11 @@ class Space:
     def _with_role(self, role: str) -> dict[str, Hyperparameter]:
         return {n: hp for n, hp in self.hyperparameters.items() if hp.role == role}
 
+    @staticmethod
+    def _distributions(hps: Mapping[str, Hyperparameter]) -> dict[str, Distribution]:
+        # _validate() has checked that every scientific and nuisance one has a distribution.
+        return {n: hp.distribution for n, hp in hps.items() if hp.distribution is not None}
+
     @property
     def scientific(self) -> dict[str, Any]:
         """Scientific names to their distributions."""
@@ -456,7 +460,7 @@ class Space:
 
     @property
     def nuisance(self) -> dict[str, Distribution]:
-        return {n: hp.distribution for n, hp in self._with_role("nuisance").items()}
+        return self._distributions(self._with_role("nuisance"))
 
     @property
     def fixed(self) -> dict[str, Any]:
@@ -469,15 +473,15 @@ class Space:
         """
         names = list(self.scientific)
         grids = [self.scientific[n].values() for n in names]
-        return [dict(zip(names, combo)) for combo in itertools.product(*grids)]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grids)]
 
     def active_nuisance(self, scientific_value: Mapping[str, Any]) -> dict[str, Distribution]:
         """The nuisance hyperparameters that exist for one scientific value."""
-        return {
-            n: hp.distribution
+        return self._distributions({
+            n: hp
             for n, hp in self._with_role("nuisance").items()
             if all(scientific_value.get(c) in vs for c, vs in hp.when.items())
-        }
+        })
 
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description: roles, distributions, conditions and fixed values."""

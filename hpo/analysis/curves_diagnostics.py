@@ -86,7 +86,7 @@ def diagnose_curve(
         s, b = _clean(steps, curves["train_loss"])
         if len(b) >= MIN_POINTS:
             findings += _train_loss_findings(s, b)
-    last = max((int(x) for x in steps), default=0)
+    last = max((int(x) for x in steps if x is not None), default=0)
     total = max_train_steps or last
     if best_step is not None and total > 0:
         where = _checkpoint_findings(int(best_step), int(total))
@@ -238,11 +238,11 @@ def _checkpoint_findings(best_step: int, total: int) -> list[Finding]:
 
 def _clean(steps: Sequence[Any], series: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Drop the points a diverged run left as None (JSON has no NaN), keep the rest in order."""
-    pairs = [(float(s), float(v)) for s, v in zip(steps, series)
+    pairs = [(float(s), float(v)) for s, v in zip(steps, series, strict=False)
              if v is not None and np.isfinite(float(v))]
     if not pairs:
         return np.array([]), np.array([])
-    s, v = zip(*sorted(pairs))
+    s, v = zip(*sorted(pairs), strict=True)
     return np.array(s), np.array(v)
 
 

@@ -68,7 +68,8 @@ class EnoughTrials:
 
 
 def enough_trials(results: Results) -> list[EnoughTrials]:
-    everything = sorted(results.score(t.value) for g in results.groups for t in g.complete)
+    everything = sorted(results.score(t.value) for g in results.groups for t in g.complete
+                        if t.value is not None)
     spread = float(np.quantile(everything, 0.75)) - everything[0] if everything else 0.0
     out = []
     for i, group in enumerate(results.groups):
@@ -80,7 +81,7 @@ def enough_trials(results: Results) -> list[EnoughTrials]:
             if stats is not None and stats.feasible > 0:
                 curve.append(CurvePoint(size, results.score(stats.mean), results.score(stats.low),
                                         results.score(stats.high)))
-        complete = sorted(results.score(t.value) for t in group.complete)
+        complete = sorted(results.score(t.value) for t in group.complete if t.value is not None)
         good = sum(s <= complete[0] + GOOD * spread for s in complete) if complete else 0
         gain = None
         if n >= MIN_TRIALS and len(curve) >= 2:
@@ -93,21 +94,21 @@ def enough_trials(results: Results) -> list[EnoughTrials]:
 def answer_could_change(results: Results, enough: list[EnoughTrials],
                         points: list[IsolationPoint]) -> str:
     """One sentence: would more trials still be likely to change which value is best?"""
-    ranked = sorted((p for p in points if p.best is not None),
-                    key=lambda p: results.score(p.best.value))
+    ranked = sorted(((results.score(p.best.value), p) for p in points
+                     if p.best is not None and p.best.value is not None), key=lambda sp: sp[0])
     if len(ranked) < 2:
         return "Fewer than two scientific values have a complete trial: nothing to compare yet."
-    leader = ranked[0]
+    leader_score, leader = ranked[0]
     by_label = {e.group: e for e in enough}
-    tied = results.score(ranked[1].best.value) == results.score(leader.best.value)
+    tied = ranked[1][0] == leader_score
     if tied and by_label[leader.group.label].still_improving:
         e = by_label[leader.group.label]
         return (f"More trials could still change the answer: {leader.group.label} shares the "
                 f"best single trial and its expected best was still improving ({e.gain:.3g} from "
                 f"{e.trials // 2} to {e.trials} trials).")
-    for other in ranked[1:]:
+    for other_score, other in ranked[1:]:
         e = by_label[other.group.label]
-        gap = results.score(other.best.value) - results.score(leader.best.value)
+        gap = other_score - leader_score
         if e.gain is None:
             return (f"More trials could still change the answer: {other.group.label} has only "
                     f"{e.trials} trial(s).")
@@ -115,7 +116,7 @@ def answer_could_change(results: Results, enough: list[EnoughTrials],
             return (f"More trials could still change the answer: {other.group.label}'s expected "
                     f"best was still improving ({e.gain:.3g} from {e.trials // 2} to {e.trials} "
                     f"trials), as much as its gap of {gap:.3g} to {leader.group.label}.")
-    overlapping = [p.group.label for p in ranked[1:] if p.band and leader.band
+    overlapping = [p.group.label for _, p in ranked[1:] if p.band and leader.band
                    and _overlap(results, leader.band, p.band)]
     if overlapping:
         return ("More trials are unlikely to improve any value much, but the bootstrap bands of "

@@ -45,6 +45,6 @@ def draw_scores(results: Results, group: Group) -> list[float]:
 
     Pruned trials are left out: they were stopped early, not measured.
     """
-    complete = {t.number for t in group.complete}
-    return [results.score(t.value) if t.number in complete else float("inf")
+    complete = {t.number: t.value for t in group.complete if t.value is not None}
+    return [results.score(complete[t.number]) if t.number in complete else float("inf")
             for t in group.finished if t.number in complete or is_infeasible(t)]

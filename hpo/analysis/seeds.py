@@ -26,6 +26,7 @@ from hpo.design import np_seed, slot_of
 
 if TYPE_CHECKING:
     import optuna
+    from optuna.trial import FrozenTrial
 
     from hpo.study import Study
 
@@ -55,7 +56,7 @@ def plan_seed_reruns(definition: Study, study: optuna.Study, *, top: int = 1,
             f"study {definition.name!r} has no complete trial to re-run yet; "
             "run it first (hpo run), then ask for seed re-runs"
         )
-    existing = {}
+    existing: dict[int, list[FrozenTrial]] = {}
     for t in results.reruns:
         existing.setdefault(t.user_attrs[RERUN_ATTR], []).append(t)
     planned = []

@@ -106,7 +106,7 @@ def _estimate(results: Results, group: Group, runs: dict[int, list[float]]) -> E
         return Estimate(group.label, value,
                         f"mean of {len(runs[number])} seed re-runs of trial #{number}")
     best = results.best(group)
-    if best is None:
+    if best is None or best.value is None:  # best() is a complete trial: it has a value
         return None
     return Estimate(group.label, best.value, f"single run, trial #{best.number}")
 

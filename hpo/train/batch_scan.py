@@ -26,10 +26,10 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import optuna
 import torch
@@ -134,7 +134,7 @@ def scan(objective: TrainObjective, config: Mapping[str, Any], *, device: str, s
                     row.examples_per_s, row.stop = None, f"over the {_size(max_memory)} memory cap"
                     break
             size *= 2
-    for previous, row in zip(rows, rows[1:]):
+    for previous, row in zip(rows, rows[1:], strict=False):
         if previous.examples_per_s and row.examples_per_s:
             row.speedup = row.examples_per_s / previous.examples_per_s
     return rows
@@ -145,7 +145,7 @@ def recommend(rows: list[Row], min_speedup: float) -> tuple[int | None, int | No
     measured = [r for r in rows if r.examples_per_s]
     if not measured:
         return None, None
-    for previous, row in zip(measured, measured[1:]):
+    for previous, row in zip(measured, measured[1:], strict=False):
         if row.speedup is not None and row.speedup < min_speedup:
             return previous.batch_size, row.batch_size
     return measured[-1].batch_size, None
@@ -213,7 +213,8 @@ def table(rows: list[Row], *, cuda: bool, bottleneck: int | None, min_speedup: f
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     lines = []
     for row in [header, ["-" * w for w in widths], *body]:
-        cells = [c.rjust(w) if i < 4 else c for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.rjust(w) if i < 4 else c
+                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -233,7 +234,7 @@ def write_svg(rows: list[Row], path: Path, *, recommended: int | None, title: st
         x = pad + (math.log2(b) - lo) / (hi - lo) * (w - 2 * pad)
         return round(x, 1), round(h - pad - min(t, top) / top * (h - 2 * pad), 1)
 
-    def line(pts: list[tuple[float, float]], style: str) -> str:
+    def line(pts: Sequence[tuple[float, float]], style: str) -> str:
         return (f'<polyline fill="none" {style} points="'
                 + " ".join(f"{x},{y}" for x, y in (xy(*p) for p in pts)) + '"/>')
 
@@ -340,9 +341,10 @@ def _parse_set(item: str) -> tuple[str, Any]:
         return name, text  # a bare word is a string: --set optimizer=adam
 
 
-def _direction(settings: TrainSettings) -> str:
-    named = isinstance(settings.metric, str)
-    return METRICS.get(settings.metric, "minimize") if named else "minimize"
+def _direction(settings: TrainSettings) -> Literal["minimize", "maximize"]:
+    metric = settings.metric
+    direction = METRICS.get(metric, "minimize") if isinstance(metric, str) else "minimize"
+    return "maximize" if direction == "maximize" else "minimize"
 
 
 def _describe(config: Mapping[str, Any]) -> str:

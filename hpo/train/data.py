@@ -43,8 +43,8 @@ class Data:
         return int(self.x_train.shape[1])
 
     def to(self, device: Any) -> Data:
-        tensors = (t.to(device) for t in (self.x_train, self.y_train, self.x_val, self.y_val))
-        return Data(*tensors, name=self.name)
+        return Data(self.x_train.to(device), self.y_train.to(device), self.x_val.to(device),
+                    self.y_val.to(device), name=self.name)
 
 
 def load_dataset(name: str, device: str = "cpu", *, train_examples: int | None = None,

@@ -109,7 +109,7 @@ def test_training_steps_never_wait_for_the_gpu(tmp_path):
     assert counts[0] == counts[1] > 0, counts
 
 
-# Everything that can break an exact resume at once, as in tests/train/test_trainer.py:
+# Everything that can break an exact resume at once, as in tests/unit/train/test_trainer.py:
 # dropout (on CUDA: the CUDA RNG), several epochs, Adam state, warmup + cosine, clipping.
 RESUME = config(optimizer="adam", learning_rate=3e-3, weight_decay=1e-4, lr_schedule="cosine",
                 warmup_steps=20, grad_clip_norm=1.0, batch_size=32, max_train_steps=240,

@@ -73,7 +73,8 @@ def test_a_maximized_metric_ranks_the_other_way():
 
 def test_failed_reruns_and_running_trials_do_not_break_the_verdict():
     d, study = _study(0.52, 0.50, adam_reruns=(0.51, 0.53, 0.52))
-    add(study, d, ADAM, state=TrialState.FAIL, user_attrs={"slot": 1, "seed_rerun_of": 1, "seed": 7})
+    add(study, d, ADAM, state=TrialState.FAIL,
+        user_attrs={"slot": 1, "seed_rerun_of": 1, "seed": 7})
     add(study, d, SGD, state=TrialState.RUNNING, user_attrs={"slot": 8})
     v = verdict(collect(d, study))
     assert v.reruns == 3  # the failed one has no value to count

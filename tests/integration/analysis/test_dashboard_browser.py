@@ -67,7 +67,8 @@ def dashboard(tmp_path):
     study_file.write_text(SYNTHETIC_STUDY.format(name=NAME, per_value=2, seed=0,
                                                  phase="explore", sleep=0.0))
     journal = tmp_path / "j.log"
-    for args in (("run", study_file, "--workers", "2"), ("report", study_file, "--out", tmp_path / "r")):
+    for args in (("run", study_file, "--workers", "2"),
+                 ("report", study_file, "--out", tmp_path / "r")):
         result = hpo_cli(*args, "--storage", journal, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name=NAME, storage=open_storage(str(journal)))
@@ -93,7 +94,8 @@ def test_the_study_page_shows_trials_roles_and_the_verdict_note(dashboard, tmp_p
 
     url, study = dashboard
     note = get_note(study)
-    verdict = next(line for line in note.splitlines() if line.startswith("**No winner") or " wins**" in line)
+    verdict = next(line for line in note.splitlines()
+                   if line.startswith("**No winner") or " wins**" in line)
     browser = _browser(tmp_path / "chromium-profile")
     try:
         def text() -> str:

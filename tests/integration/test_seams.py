@@ -11,7 +11,7 @@ import pytest
 
 from conftest import hpo_cli
 
-PACKAGE = Path(__file__).resolve().parent.parent / "hpo"
+PACKAGE = Path(__file__).resolve().parents[2] / "hpo"
 PRIVATE = re.compile(r"\._(storage|backend|get_trials|trial_id|study_id)\b")
 
 

@@ -23,13 +23,15 @@ def test_fractions_by_kind_per_scientific_value():
     add(study, d, sgd, state=TrialState.PRUNED, user_attrs={"slot": 8})
     add(study, d, adam, 0.4, user_attrs={"slot": 1})
     add(study, d, adam, state=TrialState.RUNNING, user_attrs={"slot": 3})
-    add(study, d, adam, state=TrialState.FAIL, user_attrs={"slot": 3, "seed_rerun_of": 1})  # not design
+    add(study, d, adam, state=TrialState.FAIL,
+        user_attrs={"slot": 3, "seed_rerun_of": 1})  # not design
     rows = {r.group: r for r in infeasible_trials(collect(d, study))}
     sgd_row, adam_row = rows["optimizer=sgd"], rows["optimizer=adam"]
     assert (sgd_row.finished, sgd_row.complete, sgd_row.pruned) == (5, 1, 1)
     assert (sgd_row.diverged, sgd_row.oom, sgd_row.failed) == (1, 1, 1)
     assert sgd_row.fraction == 3 / 5
-    assert "3 of 5 finished trials infeasible (60%): 1 diverged, 1 out of memory, 1 failed" in sgd_row.message
+    assert ("3 of 5 finished trials infeasible (60%): 1 diverged, 1 out of memory, 1 failed"
+            in sgd_row.message)
     assert (adam_row.finished, adam_row.infeasible) == (1, 0)
 
 
@@ -48,7 +50,8 @@ def test_a_best_learning_rate_next_to_divergence_is_flagged():
         assert row.diverged > 0
         assert len(row.edge_notes) == 1
         note = row.edge_notes[0]
-        assert "learning_rate" in note and "next higher learning_rate" in note and "diverged" in note
+        assert "learning_rate" in note and "next higher learning_rate" in note
+        assert "diverged" in note
 
 
 def test_a_best_learning_rate_far_from_divergence_is_not_flagged():

@@ -8,14 +8,12 @@ no password written into the file, and commands that the hpo CLI accepts.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from hpo.cli import _parser
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +58,8 @@ def test_workers_reserve_every_gpu_and_stop_gracefully(compose):
 
 @pytest.mark.parametrize("service", ["dashboard", "workers"])
 def test_service_commands_parse_with_the_hpo_cli(compose, service):
-    command = [re.sub(r"\$\{STUDY:-([^}]*)\}", r"\1", c) for c in compose["services"][service]["command"]]
+    command = [re.sub(r"\$\{STUDY:-([^}]*)\}", r"\1", c)
+               for c in compose["services"][service]["command"]]
     args = _parser().parse_args(command)
     assert args.command == command[0]
     if service == "workers":

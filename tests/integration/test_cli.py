@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import optuna
 import pytest
-
 from conftest import hpo_cli
+
 from hpo.store import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -31,9 +30,10 @@ def test_run_prints_a_summary_per_scientific_value(tmp_path, study_file):
 
 def test_trials_option_sets_the_total_budget_not_per_worker(tmp_path, study_file):
     path = study_file(per_value=50)
-    result = hpo_cli("run", path, "--workers", "3", "--trials", "7", "--storage", tmp_path / "j.log")
+    journal = tmp_path / "j.log"
+    result = hpo_cli("run", path, "--workers", "3", "--trials", "7", "--storage", journal)
     assert result.returncode == 0, result.stderr
-    study = optuna.load_study(study_name="synthetic-v1", storage=open_storage(str(tmp_path / "j.log")))
+    study = optuna.load_study(study_name="synthetic-v1", storage=open_storage(str(journal)))
     assert len([t for t in study.get_trials() if t.state.is_finished()]) == 7
 
 
@@ -42,7 +42,8 @@ def test_changed_search_space_under_the_same_name_is_refused(tmp_path, study_fil
     assert hpo_cli("run", study_file(per_value=1), "--storage", storage).returncode == 0
     before = storage.read_bytes()
     changed = study_file(per_value=1, filename="changed.py")
-    changed.write_text(changed.read_text().replace("log_uniform(1e-4, 1.0)", "log_uniform(1e-5, 1.0)"))
+    changed.write_text(changed.read_text().replace("log_uniform(1e-4, 1.0)",
+                                                   "log_uniform(1e-5, 1.0)"))
     result = hpo_cli("run", changed, "--storage", storage, "--trials", "4")
     assert result.returncode == 2
     message = result.stderr.strip()
@@ -53,7 +54,8 @@ def test_changed_search_space_under_the_same_name_is_refused(tmp_path, study_fil
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from hpo.cli import main\ntry: main(['--help'])\nexcept SystemExit: pass\nprint('torch' in sys.modules)"
+    code = ("import sys; from hpo.cli import main\ntry: main(['--help'])\n"
+            "except SystemExit: pass\nprint('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip().endswith("False"), result.stdout
 
@@ -66,7 +68,8 @@ SECRET = "Sup3rSecretPw"
     f"postgresql+psycopg2://postgres:{SECRET}@127.0.0.1:5432/no_such_db_hpo",  # wrong database
     f"postgresql+psycopg2://postgres:{SECRET}@no-such-host.invalid/hpo",       # unknown host
 ])
-def test_unusable_storage_is_one_line_exit_2_and_never_shows_the_password(tmp_path, study_file, url):
+def test_unusable_storage_is_one_line_exit_2_and_never_shows_the_password(tmp_path, study_file,
+                                                                           url):
     for args, env in [(["--storage", url], None), ([], {"HPO_STORAGE": url})]:
         result = hpo_cli("run", study_file(), *args, env=env, cwd=tmp_path, timeout=60)
         assert result.returncode == 2, result.stderr
@@ -131,7 +134,8 @@ def test_objective_failures_are_recorded_and_the_worker_goes_on(tmp_path):
         assert t.state.name == "FAIL" and t.user_attrs["diverged"] is True
     for t in by_kind["oom"]:
         assert t.state.name == "FAIL" and t.user_attrs["oom"] is True
-        assert t.user_attrs["error"].startswith("out of memory: OutOfMemoryError: CUDA out of memory")
+        assert t.user_attrs["error"].startswith(
+            "out of memory: OutOfMemoryError: CUDA out of memory")
     for t in by_kind["typo"]:
         assert t.state.name == "FAIL"
         assert "unknown hyperparameter 'learning_rat'" in t.user_attrs["error"]

@@ -61,7 +61,8 @@ def test_a_claim_answers_what_optuna_reads_back(pg_url):
     waiting(
         study,
         params={"lr": 0.003, "layers": 4, "opt": "adam"},
-        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True), "layers": IntDistribution(1, 8),
+        distributions={"lr": FloatDistribution(1e-4, 1.0, log=True),
+                       "layers": IntDistribution(1, 8),
                        "opt": CategoricalDistribution(("sgd", "adam"))},
         user_attrs={"slot": 0, "seed": 17, "host": "old-host"},
         system_attrs={"fixed_params": {}, "retry_history": [3]},
@@ -149,7 +150,8 @@ def test_the_explore_design_is_laid_out_with_its_points_and_run_as_laid_out(pg_u
     assert ran == planned
 
 
-def test_a_seed_rerun_enqueued_after_the_worker_started_runs_with_its_parameters(pg_url, study_file):
+def test_a_seed_rerun_enqueued_after_the_worker_started_runs_with_its_parameters(pg_url,
+                                                                                  study_file):
     """`hpo seeds` in another process adds trials this worker's Optuna cache has never seen;
     their parameters are written while they run, which needs the cache to know them."""
     from hpo.analysis.seeds import RERUN_ATTR, enqueue_seed_reruns

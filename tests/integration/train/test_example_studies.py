@@ -7,14 +7,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import hpo_cli
+from conftest import ROOT, hpo_cli
 from optuna.trial import TrialState
 
 from hpo import curves
 from hpo.store import open_storage
 from hpo.study_file import load_study_file
 
-ROOT = Path(__file__).resolve().parents[2]
 STUDIES = sorted((ROOT / "studies").glob("*.py"))
 
 

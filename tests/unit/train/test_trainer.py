@@ -143,7 +143,7 @@ def test_clipping_fraction_is_recorded_and_clipping_really_clips(tmp_path):
         fit(build, "digits", values, ctx)
         with torch.no_grad():
             moved = torch.sqrt(sum(((p - s) ** 2).sum() for p, s in
-                                   zip(model["net"].parameters(), model["start"])))
+                                   zip(model["net"].parameters(), model["start"], strict=True)))
         return trial.user_attrs, float(moved)
 
     attrs, moved = run(1e-6)

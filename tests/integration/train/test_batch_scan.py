@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
-from conftest import hpo_cli
+from conftest import ROOT, hpo_cli
 
 from hpo.train.batch_scan import Row, parse_memory, recommend
 
-ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "studies" / "digits_optimizer.py"
 
 
@@ -59,7 +57,7 @@ def test_a_study_without_an_hpo_train_objective_is_refused(tmp_path, study_file)
 
 def rows(*throughputs):
     out = [Row(8 * 2**i, t) for i, t in enumerate(throughputs)]
-    for previous, row in zip(out, out[1:]):
+    for previous, row in zip(out, out[1:], strict=False):
         row.speedup = row.examples_per_s / previous.examples_per_s
     return out
 

@@ -32,7 +32,8 @@ def test_the_best_trial_of_each_value_is_enqueued_with_its_params_slot_and_new_s
     for t in waiting:
         original = by_number[t.user_attrs["seed_rerun_of"]]
         assert t.user_attrs["slot"] == original.user_attrs["slot"]
-        assert t.system_attrs["fixed_params"] == original.params  # the worker's suggest() returns these
+        # the worker's suggest() returns these
+        assert t.system_attrs["fixed_params"] == original.params
         assert t.user_attrs["seed"] != original.user_attrs["seed"]
         seeds.add(t.user_attrs["seed"])
     assert len(seeds) == 6
@@ -45,7 +46,8 @@ def test_asking_again_tops_up_instead_of_doubling():
     more = enqueue_seed_reruns(d, study, top=2, repeats=4)
     # Two more trials (#0 and #1) get 4 each; the two already done get one more each.
     assert sorted(r.of for r in more) == [0] * 4 + [1] * 4 + [2, 5]
-    assert len({t.user_attrs["seed"] for t in study.trials if "seed_rerun_of" in t.user_attrs}) == 16
+    rerun_seeds = {t.user_attrs["seed"] for t in study.trials if "seed_rerun_of" in t.user_attrs}
+    assert len(rerun_seeds) == 16
 
 
 def test_reruns_are_kept_out_of_the_design_even_when_they_win():

@@ -14,7 +14,7 @@ ADAM = {"optimizer": "adam", "learning_rate": 0.001, "beta1": 0.9}
 def _study(sgd_values, adam_values):
     d = definition()
     study = empty_study(d)
-    for k, (s, a) in enumerate(zip(sgd_values, adam_values)):
+    for k, (s, a) in enumerate(zip(sgd_values, adam_values, strict=True)):
         add(study, d, SGD, s, user_attrs={"slot": 2 * k})
         add(study, d, ADAM, a, user_attrs={"slot": 2 * k + 1})
     return d, study
@@ -34,7 +34,8 @@ def test_a_rare_good_region_keeps_improving_and_could_change_the_answer():
     assert s.still_improving and not a.still_improving
     assert s.curve[0].n == 1 and s.curve[-1].n == 16
     expected = [p.expected for p in s.curve]
-    assert all(x >= y - 1e-12 for x, y in zip(expected, expected[1:]))  # best-of-N never worsens
+    # best-of-N never worsens
+    assert all(x >= y - 1e-12 for x, y in zip(expected, expected[1:], strict=False))
     assert s.good == 1 and a.good >= 8
     sentence = answer_could_change(results, list(enough.values()), isolation_plot(results))
     assert sentence.startswith("More trials could still change the answer: optimizer=sgd")

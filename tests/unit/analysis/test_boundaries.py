@@ -18,7 +18,8 @@ def _bowl(lr_optimum: float, momentum_optimum: float = 0.9):
     def value(p):
         lr = (math.log10(p["learning_rate"]) - math.log10(lr_optimum)) ** 2
         other = p.get("momentum", p.get("beta1"))
-        return lr + 10 * (other - momentum_optimum) ** 2 + (0.0 if p["optimizer"] == "adam" else 0.05)
+        penalty = 0.0 if p["optimizer"] == "adam" else 0.05
+        return lr + 10 * (other - momentum_optimum) ** 2 + penalty
     return value
 
 

@@ -49,7 +49,8 @@ def test_provenance_recorded_on_every_trial(tmp_path):
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "first"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     path.write_text("x = 2\n")  # an uncommitted change
 
     definition = Study(name="prov-v1", goal="g", metric="loss", trials_per_value=2,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).parent.parent
+from conftest import ROOT
+
 STRATEGIES = ("hpo (explore + seeds + verdict)", "hpo unpaired", "optuna random", "optuna qmc",
               "optuna tpe", "naive default", "optuna random +5", "optuna qmc +5", "optuna tpe +5")
 

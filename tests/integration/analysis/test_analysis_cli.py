@@ -84,7 +84,8 @@ def test_report_writes_html_prints_the_summary_and_notes_the_dashboard(ran, tmp_
 def test_report_again_replaces_the_plots_instead_of_adding(ran, tmp_path):
     study_file, journal = _copy(ran, tmp_path)
     for _ in range(2):
-        assert hpo_cli("report", study_file, "--storage", journal, "--out", tmp_path / "r").returncode == 0
+        result = hpo_cli("report", study_file, "--storage", journal, "--out", tmp_path / "r")
+        assert result.returncode == 0
     keys = [k for k in _system_attrs(_load(journal)) if k.startswith("dashboard:plot_data:")]
     assert len({k.split(":")[2] for k in keys}) == 7  # one per plot id
 
@@ -108,7 +109,8 @@ def test_report_can_store_itself_as_a_dashboard_artifact(ran, tmp_path):
     assert len(list((tmp_path / "artifacts").iterdir())) == 1
 
 
-@pytest.mark.parametrize("case", ["no storage file", "unknown study", "changed space", "out is a file"])
+@pytest.mark.parametrize("case", ["no storage file", "unknown study", "changed space",
+                                  "out is a file"])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(ran, tmp_path, case):
     study_file, journal = _copy(ran, tmp_path)
     args = ["--out", tmp_path / "r"]
@@ -120,7 +122,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(ran, tmp_path, case):
         study_file = other
     elif case == "changed space":
         other = tmp_path / "other.py"
-        other.write_text(study_file.read_text().replace("log_uniform(1e-4, 1.0)", "log_uniform(1e-5, 1.0)"))
+        other.write_text(study_file.read_text().replace("log_uniform(1e-4, 1.0)",
+                                                        "log_uniform(1e-5, 1.0)"))
         study_file = other
     else:
         (tmp_path / "r").write_text("a file")
@@ -152,7 +155,8 @@ def test_seeds_are_run_by_workers_and_used_by_the_report(ran, tmp_path):
     # The running trial left behind (slot 10) is outside the budget of 6: a worker ignores it.
     result = hpo_cli("run", study_file, "--workers", "2", "--storage", journal)
     assert result.returncode == 0, result.stderr
-    adam = next(line.split() for line in result.stdout.splitlines() if line.startswith("optimizer=adam"))
+    adam = next(line.split() for line in result.stdout.splitlines()
+                if line.startswith("optimizer=adam"))
     assert adam[1] == "3"  # hpo run's summary: finished design trials, re-runs not counted
     study = _load(journal)
     for number, seed in planned.items():
@@ -242,7 +246,8 @@ def test_dashboard_listens_on_loopback_and_warns_when_widened(ran, tmp_path, mon
 
 
 def test_dashboard_refuses_a_storage_that_does_not_exist(tmp_path):
-    result = hpo_cli("dashboard", "--storage", tmp_path / "typo.log", "--artifact-dir", tmp_path / "a")
+    result = hpo_cli("dashboard", "--storage", tmp_path / "typo.log",
+                     "--artifact-dir", tmp_path / "a")
     assert result.returncode == 2
     assert "no such journal file" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "typo.log").exists()
@@ -252,9 +257,11 @@ def test_report_on_the_demo_study(tmp_path):
     """The real demo (digits, SGD vs Adam), 4 trials, then its report."""
     demo = ROOT / "studies" / "digits_optimizer.py"
     journal = tmp_path / "demo.log"
-    result = hpo_cli("run", demo, "--workers", "2", "--trials", "4", "--storage", journal, cwd=tmp_path)
+    result = hpo_cli("run", demo, "--workers", "2", "--trials", "4", "--storage", journal,
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    result = hpo_cli("report", demo, "--storage", journal, "--out", tmp_path / "report", cwd=tmp_path)
+    result = hpo_cli("report", demo, "--storage", journal, "--out", tmp_path / "report",
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith("# hpo report: digits-optimizer-v1")

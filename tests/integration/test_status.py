@@ -7,9 +7,8 @@ import signal
 import socket
 
 import pytest
-from optuna.trial import TrialState
-
 from conftest import hpo_cli
+from optuna.trial import TrialState
 from test_fleet import _try_load, start_fleet, wait_for, write_study
 
 

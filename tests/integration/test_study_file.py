@@ -10,8 +10,8 @@ import re
 import warnings
 
 import pytest
-
 from conftest import dedent, hpo_cli
+
 from hpo import SpaceError, SpaceWarning, Study, StudyFileError, load_study_file
 
 HEADER = ("from hpo import Study, scientific, nuisance, fixed, choice, integer, log_uniform, "

@@ -101,7 +101,8 @@ def test_high_late_variance_is_flagged_and_a_smooth_curve_is_not():
 def test_where_the_best_checkpoint_falls(best_step, code):
     # A gently wiggling curve: neither flat nor improving, only the checkpoint speaks.
     t = np.linspace(0, 1, len(STEPS))
-    curve = {"step": STEPS, "val_metric": list(0.5 + 0.3 * np.exp(-t / 0.3) + 0.01 * np.sin(20 * t))}
+    curve = {"step": STEPS,
+             "val_metric": list(0.5 + 0.3 * np.exp(-t / 0.3) + 0.01 * np.sin(20 * t))}
     found = [c for c in codes(curve, best_step=best_step) if c.startswith("best_checkpoint")]
     assert found == ([code] if code else [])
 
@@ -120,7 +121,7 @@ def test_the_best_trials_of_each_value_are_diagnosed_from_stored_curves_or_repor
     over, flat_ = curves.compact(overfits()), curves.compact(flat())
     add(study, d, sgd, 0.10, user_attrs={"slot": 0, "curves": over})
     add(study, d, adam, 0.20, user_attrs={"slot": 1},  # no curves: its ctx.report() values
-        intermediate=dict(zip(flat_["step"], flat_["val_metric"])))
+        intermediate=dict(zip(flat_["step"], flat_["val_metric"], strict=True)))
     add(study, d, {**adam, "learning_rate": 0.1}, 0.5, user_attrs={"slot": 3})  # nothing at all
     found = {(c.group, c.trial): c for c in curve_diagnostics(collect(d, study))}
     assert found["optimizer=sgd", 0].source == "curves"

@@ -19,7 +19,8 @@ def test_the_best_trial_of_each_value_with_a_band_that_contains_it():
     study = empty_study(d)
     for k, v in enumerate([0.9, 0.3, 0.5, 0.7]):
         add(study, d, {**SGD, "learning_rate": 0.01 * (k + 1)}, v, user_attrs={"slot": 2 * k})
-        add(study, d, {**ADAM, "learning_rate": 0.001 * (k + 1)}, v - 0.2, user_attrs={"slot": 2 * k + 1})
+        add(study, d, {**ADAM, "learning_rate": 0.001 * (k + 1)}, v - 0.2,
+            user_attrs={"slot": 2 * k + 1})
     points = {p.group.label: p for p in isolation_plot(collect(d, study))}
     sgd, adam = points["optimizer=sgd"], points["optimizer=adam"]
     assert (sgd.best.number, sgd.best.value) == (2, 0.3)

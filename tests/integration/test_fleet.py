@@ -11,14 +11,14 @@ from collections import Counter
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import hpo_cli
+from optuna.trial import TrialState
+from pg_cluster import Cluster
+
 from hpo import env
+from hpo.store import open_storage
 from hpo.store.leases import reap
 from hpo.store.queue import queue_for
-from hpo.store import open_storage
-from pg_cluster import Cluster
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -156,7 +156,7 @@ def test_retry_limit_ends_in_fail_that_counts_the_deaths(tmp_path):
     storage = str(tmp_path / "j.log")
     study = optuna.create_study(storage=open_storage(storage))
     study.enqueue_trial({}, user_attrs={"slot": 0})
-    for attempt in range(3):
+    for _ in range(3):
         trial = study.ask()
         # A worker on this host whose process is gone (pid 2**22 + n is never a live pid here).
         trial.set_user_attr("host", env.host())
@@ -178,8 +178,9 @@ def test_database_restarted_twice_during_a_run(tmp_path):
                              budget], {"HPO_STORAGE": cluster.url, "STEP_SECONDS": "0.1"}, tmp_path)
         study = wait_for(lambda: _try_load(cluster.url), what="the study")
         for restart in range(2):
-            wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in study.get_trials())
-                     >= 4 + restart * 8, what="progress")
+            wait_for(lambda target=4 + restart * 8:
+                     sum(t.state == TrialState.COMPLETE for t in study.get_trials()) >= target,
+                     what="progress")
             cluster.restart()
         out, err = fleet.communicate(timeout=300)
         assert fleet.returncode == 0, err
@@ -263,7 +264,8 @@ def test_gpu_seats_count_gpus_in_nvidia_smi_order(monkeypatch):
 
 
 @pytest.mark.parametrize("args, gpus, message", [
-    (["--gpus", "5"], "0:A,1:B", "--gpus 5: GPU 5 does not exist; this machine has GPU indices: 0, 1"),
+    (["--gpus", "5"], "0:A,1:B",
+     "--gpus 5: GPU 5 does not exist; this machine has GPU indices: 0, 1"),
     (["--gpus", "all"], "", "--gpus all: no GPU found"),
     (["--gpus", "0,x"], "0:A", "expected all, none, or GPU indices like 0,2"),
     (["--gpus", "0", "--workers", "2"], "0:A", "use --gpus none --workers N"),
@@ -285,11 +287,12 @@ def test_supervisor_gives_up_on_a_worker_that_crashes_at_start_and_others_finish
     path.write_text("import os\nif os.environ.get('HPO_GPU_NAME') == 'Broken':\n"
                     "    raise RuntimeError('CUDA driver is broken on this GPU')\n"
                     + path.read_text())
-    result = hpo_cli("workers", path, "--gpus", "all", "--storage", tmp_path / "j.log",
+    journal = tmp_path / "j.log"
+    result = hpo_cli("workers", path, "--gpus", "all", "--storage", journal,
                      env={"HPO_GPUS": "0:Good,1:Broken"})
     assert result.returncode == 0, result.stderr
     assert "giving up on GPU 1 (Broken): it crashed 3 times" in result.stderr
     assert "restarting it in" in result.stderr
-    study = optuna.load_study(study_name="synthetic-v1", storage=open_storage(str(tmp_path / "j.log")))
+    study = optuna.load_study(study_name="synthetic-v1", storage=open_storage(str(journal)))
     assert {t.user_attrs["gpu"] for t in study.get_trials()} == {"Good"}
     assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 6
