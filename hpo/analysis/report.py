@@ -1,4 +1,5 @@
-"""``hpo report``: every diagnostic for one study, as a markdown summary and one HTML file.
+"""``hpo report``'s output: an :class:`~hpo.analysis.analyze.Analysis` rendered as a markdown
+summary and one HTML file.
 
 The summary is short enough for a terminal and is also the study's note in optuna-dashboard.
 The HTML file is self-contained: plotly's JavaScript is inlined once and every plot is
@@ -9,58 +10,18 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
-from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
-from hpo.analysis.curves_diagnostics import CurveDiagnosis, curve_diagnostics
-from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
-from hpo.analysis.infeasible import Infeasibility, infeasible_trials
-from hpo.analysis.isolation import IsolationPoint, isolation_plot
-from hpo.analysis.results import Results, collect
-from hpo.analysis.verdict import Verdict, verdict
-
 if TYPE_CHECKING:
-    import optuna
     import plotly.graph_objects as go
 
-    from hpo.study import Study
+    from hpo.analysis.analyze import Analysis
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
-
-
-@dataclass(frozen=True)
-class Analysis:
-    results: Results
-    isolation: list[IsolationPoint]
-    boundaries: list[BoundaryWarning]
-    infeasible: list[Infeasibility]
-    enough: list[EnoughTrials]
-    enough_sentence: str
-    curves: list[CurveDiagnosis]
-    verdict: Verdict
-
-
-def analyze(definition: Study, study: optuna.Study, *,
-            study_file: str = "<study file>") -> Analysis:
-    """Run every diagnostic on the study's trials as they are now (running ones included)."""
-    results = collect(definition, study)
-    points = isolation_plot(results)
-    enough = enough_trials(results)
-    return Analysis(
-        results=results,
-        isolation=points,
-        boundaries=boundary_warnings(results),
-        infeasible=infeasible_trials(results),
-        enough=enough,
-        enough_sentence=answer_could_change(results, enough, points),
-        curves=curve_diagnostics(results),
-        verdict=verdict(results, study_file=study_file),
-    )
 
 
 # --- the summary ----------------------------------------------------------------------------
