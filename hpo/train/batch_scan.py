@@ -37,7 +37,8 @@ import torch
 from hpo.context import Context
 from hpo.train.config import HyperparameterError
 from hpo.train.data import Data, resolve
-from hpo.train.settings import METRICS, TrainObjective, TrainSettings
+from hpo.train.objective import TrainObjective
+from hpo.train.settings import METRICS, TrainSettings
 from hpo.train.trainer import _LOSSES, fit, plan
 
 if TYPE_CHECKING:
