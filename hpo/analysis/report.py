@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optuna.trial import TrialState
+from hpo.tables import COUNT_COLUMNS, count_cells, render_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -30,25 +30,30 @@ SUMMARY_FILE = "summary.md"
 def sections(analysis: Analysis) -> list[tuple[str, str]]:
     """(plot id, markdown) pairs in reading order; the plot id names the figure that follows."""
     r = analysis.results
-    design = [t for g in r.groups for t in g.trials]
-    states = {s: sum(t.state == s for t in design) for s in TrialState}
-    reruns = r.reruns
+    designs = [v.counts for v in r.tallies]
+    reruns = [v.rerun_counts for v in r.tallies]
+    finished, total = sum(c.finished for c in designs), sum(c.total for c in designs)
     head = [
         f"# hpo report: {r.name}",
         "",
         f"**Goal:** {r.goal}",
         "",
-        f"{r.metric} ({r.direction}): {sum(t.state.is_finished() for t in design)} of "
-        f"{len(design)} design trials finished ({states[TrialState.COMPLETE]} complete, "
-        f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} infeasible, "
-        f"{states[TrialState.RUNNING]} running, {states[TrialState.WAITING]} waiting); "
-        + (f"{sum(t.state == TrialState.COMPLETE for t in reruns)} of {len(reruns)} seed "
-           "re-runs complete." if reruns else "no seed re-runs yet."),
+        f"{r.metric} ({r.direction}): {finished} of {total} design trials finished "
+        f"({sum(c.complete for c in designs)} complete, {sum(c.pruned for c in designs)} pruned, "
+        f"{sum(c.fail for c in designs)} infeasible, {sum(c.running for c in designs)} running, "
+        f"{sum(c.waiting for c in designs)} waiting); "
+        + (f"{sum(c.complete for c in reruns)} of {sum(c.total for c in reruns)} seed "
+           "re-runs complete." if any(c.total for c in reruns) else "no seed re-runs yet."),
     ]
     if r.fixed:
         head += ["", "Fixed, a caveat on every conclusion: "
                  + ", ".join(f"`{k}={_fmt(v)}`" for k, v in r.fixed.items()) + "."]
     out = [("", "\n".join(head)), ("", "## Verdict\n\n" + analysis.verdict.text)]
+
+    # The same counts as hpo run's summary and hpo status: design slots by their final attempt.
+    counts = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)]
+                                                       for v in r.tallies]
+    out.append(("", "## Trials per scientific value\n\n" + render_table(counts, markdown=True)))
 
     rows = ["## Isolation: best trial per scientific value", "",
             (f"| scientific value | trials | best {r.metric} | 90% bootstrap band | trial "
