@@ -258,8 +258,9 @@ def _usage(message: str) -> int:
 
 def _report(args: argparse.Namespace, url: str) -> int:
     from hpo.analysis import dashboard
+    from hpo.analysis.analyze import analyze
     from hpo.analysis.plots import all_figures
-    from hpo.analysis.report import analyze, summary_markdown, write_report
+    from hpo.analysis.report import summary_markdown, write_report
     from hpo.store import load_stored_study
     from hpo.study_file import load_study_file
 

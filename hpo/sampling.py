@@ -10,7 +10,7 @@ assigned in balance.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any
 
 from optuna.samplers import BaseSampler, TPESampler
@@ -26,7 +26,10 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from hpo.space import Space
-    from hpo.store.queue import TrialQueue
+
+# How the store reads finished and running trials in one query (TrialQueue.value_trials):
+# given the finished trials already known (id -> trial), the rest; None: no such read.
+TrialReader = Callable[[dict[int, "FrozenTrial"]], "list[FrozenTrial] | None"]
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 _TPE_STATES = {*_FINISHED, TrialState.RUNNING}
@@ -43,9 +46,9 @@ class PlaybookSampler(BaseSampler):
         self._phase = phase
         self._n_startup_trials = n_startup_trials
         self._tpe = TPESampler(seed=seed, n_startup_trials=0, multivariate=True)
-        # The store's trial queue, attached when the study is opened (hpo.store): where it
-        # can read one value's trials in one query, TPE reads through it.
-        self.queue: TrialQueue | None = None
+        # Attached when the study is opened (hpo.store): where the store can read a study's
+        # trials in one query, TPE reads through it.
+        self.read_trials: TrialReader | None = None
         self._finished: dict[int, FrozenTrial] = {}  # trial id -> finished trial
         self._reads: dict[int, list] = {}  # group -> its trials, for one point
 
@@ -86,12 +89,12 @@ class PlaybookSampler(BaseSampler):
         ones read incrementally; None where Optuna's own read is the way (a queue without a
         read of its own, other states). TPE reads running trials too: its "constant liar"
         avoids proposing what another worker is trying right now."""
-        if self.queue is None or not set(states) <= _TPE_STATES:
+        if self.read_trials is None or not set(states) <= _TPE_STATES:
             return None
         # Choosing one point reads three times (here, TPE, TPE's constant liar): read once,
         # finished and running, and let the caller keep the states it asked for.
         if group not in self._reads:
-            trials = self.queue.value_trials(self._finished)
+            trials = self.read_trials(self._finished)
             if trials is None:
                 return None
             self._reads[group] = sorted(
@@ -114,7 +117,10 @@ class PlaybookSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        group = ScientificSlice(study, self, self.design.group_index(slot_of(trial)))
+        group_index = self.design.group_index(slot_of(trial))
+        group = ScientificSlice(
+            study, belongs=lambda t: self.design.group_index(slot_of(t)) == group_index,
+            stored=lambda states: self.stored_trials(states, group_index))
         try:
             finished = group.get_trials(deepcopy=False, states=_FINISHED)
             if len(finished) < self._n_startup_trials:

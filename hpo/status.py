@@ -6,22 +6,21 @@ Read-only: it never creates, lays out or changes anything in storage.
 from __future__ import annotations
 
 import datetime as dt
-from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
 from hpo.attrs import SLOT as SLOT_ATTR
-from hpo.store.budget import planned_budget, progress
+from hpo.store.budget import planned_budget
 from hpo.store.leases import dead_trials
 from hpo.store.queue import queue_for
+from hpo.tables import COUNT_COLUMNS, count_cells, render_table
+from hpo.tally import slots_done, tally
 
 if TYPE_CHECKING:
     import optuna
 
     from hpo.study import Study
-
-STATES = ("WAITING", "RUNNING", "COMPLETE", "PRUNED", "FAIL")
 
 
 def status_text(definition: Study, study: optuna.Study, budget: int | None = None,
@@ -29,20 +28,17 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
     trials = study.get_trials(deepcopy=False)
     budget = budget or planned_budget(study) or definition.budget
     now = now or dt.datetime.now()
-    done, _ = progress(study, budget)
+    values = tally(definition, trials)
+    # Design slots whose final attempt finished: seed re-runs and retried attempts are not
+    # the budget's, so a re-run still waiting does not make a finished slot look undone.
+    done = slots_done(values, budget)
     lines = [f"study {definition.name!r} ({definition.phase}): {definition.goal}",
              f"budget: {done} of {budget} trials done ({100 * done / budget:.0f}%), "
              f"{_eta(trials, done, budget, now)}", ""]
 
     names = list(definition.space.scientific)
-    rows = [["scientific value", *(s.lower() for s in STATES)]]
-    for value in definition.space.scientific_values():
-        counts = Counter(t.state.name for t in trials
-                         if all(t.params.get(n) == v for n, v in value.items()) or
-                         (not t.params and _slot_value(definition, t) == value))
-        label = ", ".join(f"{k}={v}" for k, v in value.items()) or "(all trials)"
-        rows.append([label, *(str(counts.get(s, 0)) for s in STATES)])
-    lines += _table(rows) + [""]
+    rows = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)] for v in values]
+    lines += [render_table(rows), ""]
 
     running = [t for t in trials if t.state == TrialState.RUNNING]
     queue = queue_for(study)
@@ -60,7 +56,7 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
                 (f"{beat:.0f}s ago" if beat is not None else "n/a") +
                 (" STALE" if t.number in stale else ""),
             ])
-        lines += ["running:"] + _table(rows)
+        lines += ["running:", render_table(rows)]
     else:
         lines.append("running: none")
     if stale:
@@ -68,12 +64,6 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
                      + ", #".join(map(str, sorted(stale)))
                      + "); any worker of this study fails and retries them")
     return "\n".join(lines)
-
-
-def _slot_value(definition: Study, trial: Any) -> dict[str, Any] | None:
-    slot = trial.user_attrs.get(SLOT_ATTR)
-    values = definition.space.scientific_values()
-    return None if slot is None else values[slot % len(values)]
 
 
 def _eta(trials: list, done: int, budget: int, now: dt.datetime) -> str:
@@ -94,11 +84,3 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def _table(rows: list[list[str]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return out
-

@@ -4,6 +4,7 @@ The public API is what ``__all__`` lists. plotly is imported only by the functio
 (``hpo.analysis.plots``, ``write_report``), so importing this package stays light.
 """
 
+from hpo.analysis.analyze import Analysis, analyze
 from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
 from hpo.analysis.curves_diagnostics import (
     CurveDiagnosis,
@@ -14,7 +15,7 @@ from hpo.analysis.curves_diagnostics import (
 from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
 from hpo.analysis.infeasible import Infeasibility, infeasible_trials
 from hpo.analysis.isolation import IsolationPoint, isolation_plot
-from hpo.analysis.report import Analysis, analyze, summary_markdown, write_report
+from hpo.analysis.report import summary_markdown, write_report
 from hpo.analysis.results import Group, Results, collect
 from hpo.analysis.seeds import enqueue_seed_reruns, plan_seed_reruns
 from hpo.analysis.verdict import Verdict, verdict

@@ -17,7 +17,7 @@ from hpo.space import Choice, Float, Int
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
-    from hpo.analysis.report import Analysis
+    from hpo.analysis.analyze import Analysis
 
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
             "#7f7f7f", "#bcbd22", "#17becf")

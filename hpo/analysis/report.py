@@ -1,4 +1,5 @@
-"""``hpo report``: every diagnostic for one study, as a markdown summary and one HTML file.
+"""``hpo report``'s output: an :class:`~hpo.analysis.analyze.Analysis` rendered as a markdown
+summary and one HTML file.
 
 The summary is short enough for a terminal and is also the study's note in optuna-dashboard.
 The HTML file is self-contained: plotly's JavaScript is inlined once and every plot is
@@ -9,58 +10,18 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optuna.trial import TrialState
-
-from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
-from hpo.analysis.curves_diagnostics import CurveDiagnosis, curve_diagnostics
-from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
-from hpo.analysis.infeasible import Infeasibility, infeasible_trials
-from hpo.analysis.isolation import IsolationPoint, isolation_plot
-from hpo.analysis.results import Results, collect
-from hpo.analysis.verdict import Verdict, verdict
+from hpo.tables import COUNT_COLUMNS, count_cells, render_table
 
 if TYPE_CHECKING:
-    import optuna
     import plotly.graph_objects as go
 
-    from hpo.study import Study
+    from hpo.analysis.analyze import Analysis
 
 REPORT_FILE = "report.html"
 SUMMARY_FILE = "summary.md"
-
-
-@dataclass(frozen=True)
-class Analysis:
-    results: Results
-    isolation: list[IsolationPoint]
-    boundaries: list[BoundaryWarning]
-    infeasible: list[Infeasibility]
-    enough: list[EnoughTrials]
-    enough_sentence: str
-    curves: list[CurveDiagnosis]
-    verdict: Verdict
-
-
-def analyze(definition: Study, study: optuna.Study, *,
-            study_file: str = "<study file>") -> Analysis:
-    """Run every diagnostic on the study's trials as they are now (running ones included)."""
-    results = collect(definition, study)
-    points = isolation_plot(results)
-    enough = enough_trials(results)
-    return Analysis(
-        results=results,
-        isolation=points,
-        boundaries=boundary_warnings(results),
-        infeasible=infeasible_trials(results),
-        enough=enough,
-        enough_sentence=answer_could_change(results, enough, points),
-        curves=curve_diagnostics(results),
-        verdict=verdict(results, study_file=study_file),
-    )
 
 
 # --- the summary ----------------------------------------------------------------------------
@@ -69,25 +30,30 @@ def analyze(definition: Study, study: optuna.Study, *,
 def sections(analysis: Analysis) -> list[tuple[str, str]]:
     """(plot id, markdown) pairs in reading order; the plot id names the figure that follows."""
     r = analysis.results
-    design = [t for g in r.groups for t in g.trials]
-    states = {s: sum(t.state == s for t in design) for s in TrialState}
-    reruns = r.reruns
+    designs = [v.counts for v in r.tallies]
+    reruns = [v.rerun_counts for v in r.tallies]
+    finished, total = sum(c.finished for c in designs), sum(c.total for c in designs)
     head = [
         f"# hpo report: {r.name}",
         "",
         f"**Goal:** {r.goal}",
         "",
-        f"{r.metric} ({r.direction}): {sum(t.state.is_finished() for t in design)} of "
-        f"{len(design)} design trials finished ({states[TrialState.COMPLETE]} complete, "
-        f"{states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} infeasible, "
-        f"{states[TrialState.RUNNING]} running, {states[TrialState.WAITING]} waiting); "
-        + (f"{sum(t.state == TrialState.COMPLETE for t in reruns)} of {len(reruns)} seed "
-           "re-runs complete." if reruns else "no seed re-runs yet."),
+        f"{r.metric} ({r.direction}): {finished} of {total} design trials finished "
+        f"({sum(c.complete for c in designs)} complete, {sum(c.pruned for c in designs)} pruned, "
+        f"{sum(c.fail for c in designs)} infeasible, {sum(c.running for c in designs)} running, "
+        f"{sum(c.waiting for c in designs)} waiting); "
+        + (f"{sum(c.complete for c in reruns)} of {sum(c.total for c in reruns)} seed "
+           "re-runs complete." if any(c.total for c in reruns) else "no seed re-runs yet."),
     ]
     if r.fixed:
         head += ["", "Fixed, a caveat on every conclusion: "
                  + ", ".join(f"`{k}={_fmt(v)}`" for k, v in r.fixed.items()) + "."]
     out = [("", "\n".join(head)), ("", "## Verdict\n\n" + analysis.verdict.text)]
+
+    # The same counts as hpo run's summary and hpo status: design slots by their final attempt.
+    counts = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)]
+                                                       for v in r.tallies]
+    out.append(("", "## Trials per scientific value\n\n" + render_table(counts, markdown=True)))
 
     rows = ["## Isolation: best trial per scientific value", "",
             (f"| scientific value | trials | best {r.metric} | 90% bootstrap band | trial "

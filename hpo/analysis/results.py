@@ -3,13 +3,16 @@
 Every analysis compares *scientific values*, so every analysis starts here. Two kinds of trial
 are kept apart:
 
-* design trials: the study's balanced, paired design (one per slot, retries included);
+* design trials: the study's balanced, paired design, one per slot (its final attempt: an
+  attempt whose worker died and that was retried is not a trial of the design);
 * seed re-runs (user attribute ``seed_rerun_of``, added by ``hpo seeds``): the same
   hyperparameters as a design trial with a new seed. They measure run-to-run variance and
   must not count as extra trials of the design, or one lucky seed would win the isolation plot.
 
 A scientific hyperparameter with very many values (``integer(16, 1024)``) is bucketed, so an
 isolation plot shows the best trial per slice instead of a thousand single points.
+
+The grouping itself is :func:`hpo.tally.tally`'s, the one every command counts with.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 from hpo.attrs import SEED_RERUN_OF as RERUN_ATTR
-from hpo.design import slot_of
 from hpo.space import Int
+from hpo.tally import tally
 
 if TYPE_CHECKING:
     import optuna
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 
     from hpo.space import Distribution
     from hpo.study import Study
+    from hpo.tally import ValueTally
 
 # More distinct values than this and a scientific integer is plotted in slices.
 MAX_VALUES_UNBUCKETED = 12
@@ -64,6 +68,7 @@ class Group:
     nuisance: dict[str, Distribution]
     trials: list[FrozenTrial] = field(default_factory=list)  # design trials, every state
     reruns: list[FrozenTrial] = field(default_factory=list)  # seed re-runs of this group's trials
+    retried: int = 0  # attempts whose worker died, retried: in no list above
 
     @property
     def finished(self) -> list[FrozenTrial]:
@@ -85,7 +90,7 @@ class Results:
     fixed: dict[str, Any]
     groups: list[Group]
     scientific: list[str]
-    other: list[FrozenTrial] = field(default_factory=list)  # trials outside the design
+    tallies: tuple[ValueTally, ...] = ()  # the same trials, per scientific value and slot
 
     def score(self, value: float) -> float:
         """The value oriented so that lower is better, whatever the direction."""
@@ -125,14 +130,16 @@ def collect(definition: Study, study: optuna.Study) -> Results:
             # A slice holds several values: the union of their nuisance hyperparameters.
             for n, d in space.active_nuisance(value).items():
                 group.nuisance.setdefault(n, d)
-    other = []
-    for trial in study.get_trials(deepcopy=False):
-        value = _scientific_value(trial, names, values)
-        if value is None:
-            other.append(trial)
-            continue
-        group = groups[key_of(value)[0]]
-        (group.reruns if is_rerun(trial) else group.trials).append(trial)
+    tallies = tally(definition, study.get_trials(deepcopy=False))
+    for value in tallies:
+        group = groups[key_of(dict(value.value))[0]]
+        group.trials.extend(value.design)
+        group.reruns.extend(value.reruns)
+        group.retried += value.retried
+    for group in groups.values():
+        # In trial order, as they ran: the bootstrap's draws depend on the order.
+        group.trials.sort(key=lambda t: t.number)
+        group.reruns.sort(key=lambda t: t.number)
     return Results(
         name=definition.name,
         goal=definition.goal,
@@ -141,18 +148,8 @@ def collect(definition: Study, study: optuna.Study) -> Results:
         fixed=dict(space.fixed),
         groups=list(groups.values()),
         scientific=names,
-        other=other,
+        tallies=tallies,
     )
-
-
-def _scientific_value(trial: FrozenTrial, names: list[str], values: list[dict]) -> dict | None:
-    """The trial's scientific value: from its params once sampled, else from its slot."""
-    if all(n in trial.params for n in names):
-        return {n: trial.params[n] for n in names}
-    if "slot" in trial.user_attrs or is_rerun(trial):
-        # A WAITING trial has no params yet; its slot already says which value it will get.
-        return values[slot_of(trial) % len(values)]
-    return None
 
 
 def _bucketing(definition: Study) -> Callable[[dict], tuple[tuple, str, dict]]:

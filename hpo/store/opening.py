@@ -223,7 +223,7 @@ def open_study(definition: Study, url: str, *,
         else:
             check_same_design(definition, study, redact(url))
         queue = queue_for(study)
-        sampler.queue = queue
+        sampler.read_trials = queue.value_trials
         budgets.lay_out(study, definition.budget if budget is None else budget)
     return study, queue
 

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from optuna import distributions
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.design import slot_of
-
 if TYPE_CHECKING:
     import optuna
     from optuna.storages import BaseStorage
 
-    from hpo.sampling import PlaybookSampler
 
 # Optuna's schema revisions (alembic) whose tables hpo's raw SQL (hpo.store.pgqueue) reads
 # and writes. A database migrated to another revision is refused: the statements would
@@ -131,18 +129,18 @@ class ScientificSlice:
     scientific value's trials, which is what "nuisance optimized separately per value" means.
     """
 
-    def __init__(self, study: optuna.Study, sampler: PlaybookSampler, group: int):
+    def __init__(self, study: optuna.Study, belongs: Callable[[FrozenTrial], bool],
+                 stored: Callable[[Any], list[FrozenTrial] | None]):
         self._study = study
-        self._sampler = sampler
-        self._group = group
+        self._belongs = belongs  # is a trial one of this value's
+        self._stored = stored    # this value's trials in these states, read by hpo; or None
 
     def _get_trials(self, deepcopy: bool = True, states: Any = None,
                     use_cache: bool = False) -> list:
-        mine = None if states is None else self._sampler.stored_trials(states, self._group)
+        mine = None if states is None else self._stored(states)
         if mine is None:
             trials = self._study._get_trials(deepcopy=False, states=states, use_cache=use_cache)
-            mine = [t for t in trials
-                    if self._sampler.design.group_index(slot_of(t)) == self._group]
+            mine = [t for t in trials if self._belongs(t)]
         mine = [t for t in mine if states is None or t.state in states]
         return copy.deepcopy(mine) if deepcopy else mine
 

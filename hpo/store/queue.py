@@ -164,11 +164,8 @@ class PostgresQueue(TrialQueue):
         return trial
 
     def _point(self, trial: FrozenTrial) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
-        from hpo.sampling import PlaybookSampler
-
-        sampler = self.study.sampler
-        assert isinstance(sampler, PlaybookSampler)  # hpo.store.opening attaches it
-        return sampler.point(self.study, trial)
+        # The study's sampler is the playbook sampler: hpo.store.opening gives it.
+        return self.study.sampler.point(self.study, trial)  # type: ignore[attr-defined]
 
     def finish(self, trial: FrozenTrial, value: float) -> None:
         self.study.sampler.after_trial(self.study, trial, TrialState.COMPLETE, [value])

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 from hpo.train.config import HyperparameterError, TrainWarning
 from hpo.train.data import DATASETS, Data, load_dataset
 from hpo.train.models import mlp
+from hpo.train.objective import TrainObjective, objective
 from hpo.train.optimizers import OPTIMIZERS, OptimizerSpec
 from hpo.train.schedules import SCHEDULES, Schedule
-from hpo.train.settings import TrainObjective, TrainSettings, objective
+from hpo.train.settings import TrainSettings
 
 if TYPE_CHECKING:
     from hpo.train.trainer import Plan, fit, plan

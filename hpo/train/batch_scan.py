@@ -38,7 +38,8 @@ from hpo import env
 from hpo.context import Context
 from hpo.train.config import HyperparameterError
 from hpo.train.data import Data, resolve
-from hpo.train.settings import METRICS, TrainObjective, TrainSettings
+from hpo.train.objective import TrainObjective
+from hpo.train.settings import METRICS, TrainSettings
 from hpo.train.trainer import _LOSSES, fit, plan
 
 if TYPE_CHECKING:

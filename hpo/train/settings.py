@@ -1,4 +1,4 @@
-"""How a trial is trained, as opposed to what is tuned; and the objective that binds them.
+"""How a trial is trained, as opposed to what is tuned.
 
 What shapes the result is read from the trial's config (optimizer, learning rate, schedule,
 batch size, step budget, evaluation interval, clipping), so it has a role in the study's space
@@ -8,15 +8,11 @@ plumbing (checkpoints, loss and metric, precision, determinism, threads), fixed 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from hpo.train.config import HyperparameterError
-
-if TYPE_CHECKING:
-    from hpo.context import Context
-    from hpo.train.data import Data
 
 LOSSES = ("cross_entropy", "mse")
 # Each named metric with the direction in which it improves.
@@ -117,32 +113,3 @@ class TrainSettings:
                 "select": self.select, "loss": name(self.loss), "metric": name(self.metric),
                 "bf16": self.bf16, "deterministic": self.deterministic,
                 "grad_norm_every": self.grad_norm_every}
-
-
-@dataclass(frozen=True)
-class TrainObjective:
-    """``objective(config, ctx) -> float`` for a Study: trains ``model(config)`` on ``data``.
-
-    ``data`` is a bundled dataset's name (``"digits"``), a :class:`~hpo.train.data.Data`, or a
-    function ``data(device) -> Data``. ``hpo batch-scan`` reads the model and data from here.
-    """
-
-    model: Callable[[Mapping[str, Any]], Any]
-    data: str | Data | Callable[[str], Data]
-    settings: TrainSettings = field(default_factory=TrainSettings)
-
-    def __call__(self, config: Mapping[str, Any], ctx: Context) -> float:
-        from hpo.train.trainer import fit
-
-        return fit(self.model, self.data, config, ctx, self.settings)
-
-
-def objective(model: Callable[[Mapping[str, Any]], Any], data: str | Data | Callable[[str], Data],
-              settings: TrainSettings | None = None) -> TrainObjective:
-    """The objective for ``Study(objective=...)``: ``objective(mlp_for_config, "digits")``."""
-    if not callable(model):
-        raise HyperparameterError(
-            f"objective(model, data): model must be a function model(config) -> torch.nn.Module, "
-            f"got {model!r}"
-        )
-    return TrainObjective(model, data, settings or TrainSettings())

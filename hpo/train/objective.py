@@ -1,0 +1,47 @@
+"""The objective that binds a model and data to the trainer: ``objective(model, data)``.
+
+It lives apart from :mod:`hpo.train.settings` so that the settings (which the trainer reads)
+and the objective (which calls the trainer) do not import each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hpo.train.config import HyperparameterError
+from hpo.train.settings import TrainSettings
+
+if TYPE_CHECKING:
+    from hpo.context import Context
+    from hpo.train.data import Data
+
+
+@dataclass(frozen=True)
+class TrainObjective:
+    """``objective(config, ctx) -> float`` for a Study: trains ``model(config)`` on ``data``.
+
+    ``data`` is a bundled dataset's name (``"digits"``), a :class:`~hpo.train.data.Data`, or a
+    function ``data(device) -> Data``. ``hpo batch-scan`` reads the model and data from here.
+    """
+
+    model: Callable[[Mapping[str, Any]], Any]
+    data: str | Data | Callable[[str], Data]
+    settings: TrainSettings = field(default_factory=TrainSettings)
+
+    def __call__(self, config: Mapping[str, Any], ctx: Context) -> float:
+        from hpo.train.trainer import fit
+
+        return fit(self.model, self.data, config, ctx, self.settings)
+
+
+def objective(model: Callable[[Mapping[str, Any]], Any], data: str | Data | Callable[[str], Data],
+              settings: TrainSettings | None = None) -> TrainObjective:
+    """The objective for ``Study(objective=...)``: ``objective(mlp_for_config, "digits")``."""
+    if not callable(model):
+        raise HyperparameterError(
+            f"objective(model, data): model must be a function model(config) -> torch.nn.Module, "
+            f"got {model!r}"
+        )
+    return TrainObjective(model, data, settings or TrainSettings())
