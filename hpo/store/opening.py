@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo import env
+from hpo import attrs, env
 from hpo.store.urls import (
     ALLOWED,
     ENV_VAR,
@@ -82,7 +83,7 @@ def open_storage(url: str, *, create: bool = True) -> BaseStorage:
                 grace_period=env.heartbeat_grace(),
             )
             check_schema(storage, redact(url))
-            storage.ensure_queue_index()
+            storage.ensure_hpo_schema()
             return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageError(
@@ -190,7 +191,6 @@ def open_study(definition: Study, url: str, *,
     import optuna
 
     from hpo.sampling import PlaybookSampler
-    from hpo.store import budget as budgets
     from hpo.store.queue import queue_for
 
     storage = open_storage(url)
@@ -205,27 +205,69 @@ def open_study(definition: Study, url: str, *,
         except KeyError:
             return None
 
-    study = load()
-    if study is not None:
-        # Read the whole study before taking the lock: inside it, Optuna's cache then reads
-        # only what changed, and workers joining a study of 10,000 trials do not queue up
-        # behind each other's full read.
-        study.get_trials(deepcopy=False)
-    with exclusive(url, definition.name):
-        study = study or load()
-        if study is None:
-            study = optuna.create_study(
+    def create() -> optuna.Study:
+        try:
+            return optuna.create_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
-                direction=definition.direction,
-            )
+                direction=definition.direction)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker was first
+            study = load()
+            assert study is not None
+            return study
+
+    def ready(study: optuna.Study) -> TrialQueue:
+        stored = study.user_attrs
+        if attrs.STUDY_FINGERPRINT not in stored:
+            # New (or its creator died before this was written): the design goes in first,
+            # the identity of its checkpoints last. Every writer writes the same values.
             for key, value in definition.user_attrs().items():
                 study.set_user_attr(key, value)
-        else:
-            check_same_design(definition, study, redact(url))
+            stored = study.user_attrs
+        check_same_design(definition, study, redact(url))
+        if attrs.STUDY_UID not in stored:
+            study.set_user_attr(attrs.STUDY_UID, uuid.uuid4().hex)
         queue = queue_for(study)
         sampler.read_trials = queue.value_trials
-        budgets.lay_out(study, definition.budget if budget is None else budget)
-    return study, queue
+        queue.lay_out(definition.budget if budget is None else budget)
+        refuse_foreign(queue, definition)
+        return queue
+
+    study = load()
+    if study is not None:
+        # Read the whole study before the layout: Optuna's cache then reads only what
+        # changed, and workers joining a study of 10,000 trials do not queue up behind each
+        # other's full read.
+        study.get_trials(deepcopy=False)
+    if kind(url) == "postgresql":
+        # No cross-process lock: the database guards creation (a unique study name), the
+        # design's attributes (the same values from every writer) and the layout (the
+        # slots' primary key), so workers join in parallel, also through PgBouncer.
+        study = study or create()
+        return study, ready(study)
+    with exclusive(url, definition.name):
+        study = study or load() or create()
+        return study, ready(study)
+
+
+def refuse_foreign(queue: TrialQueue, definition: Study) -> None:
+    """Fail WAITING trials that are not the design's (enqueued by hand with
+    ``study.enqueue_trial``, or by another client), saying why on the trial: hpo runs only
+    its design's slots, and one of them would take a slot of the wrong value."""
+    import logging
+
+    from optuna.trial import TrialState
+
+    for trial in queue.foreign_waiting():
+        value = {n: trial.params[n] for n in definition.space.scientific if n in trial.params}
+        named = ", ".join(f"{k}={v!r}" for k, v in value.items()) or "no scientific value"
+        reason = (f"trial #{trial.number} ({named}) was enqueued outside hpo's design; hpo "
+                  "runs only the design's slots: grow the design with --trials, or re-run a "
+                  "trial with other seeds with hpo seeds")
+        storage = queue.storage
+        trial_id = queue.trial_id(trial)
+        storage.set_trial_user_attr(trial_id, attrs.ERROR, reason)
+        if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            logging.getLogger("hpo.store").warning("hpo: %s", reason)
 
 
 def load_stored_study(definition: Study, url: str) -> optuna.Study:
@@ -251,8 +293,6 @@ def load_stored_study(definition: Study, url: str) -> optuna.Study:
 
 def check_same_design(definition: Study, study: optuna.Study, where: str) -> None:
     """Raise StudyMismatchError if the stored study was made from another design."""
-    from hpo import attrs
-
     stored = study.user_attrs.get(attrs.STUDY_FINGERPRINT)
     new = definition.space.fingerprint()
     stored_direction = study.direction.name.lower()
