@@ -3,8 +3,9 @@
 The public API is exactly what ``__all__`` lists.
 """
 
-from hpo.context import Config, Context
+from hpo.context import Checkpoint, Config, Context
 from hpo.errors import HpoError
+from hpo.seeding import seed_everything
 from hpo.space import (
     SpaceError,
     SpaceWarning,
@@ -21,6 +22,7 @@ from hpo.study import Study
 from hpo.study_file import StudyFileError, load_study_file
 
 __all__ = [
+    "Checkpoint",
     "Config",
     "Context",
     "HpoError",
@@ -36,5 +38,6 @@ __all__ = [
     "log_uniform",
     "nuisance",
     "scientific",
+    "seed_everything",
     "uniform",
 ]

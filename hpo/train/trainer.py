@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from hpo.train import config as cfg
-from hpo.train import optimizers, schedules
+from hpo.train import models, optimizers, schedules
 from hpo.train.checkpoints import BestCheckpoints
 from hpo.train.config import HyperparameterError, TrainWarning
 from hpo.train.data import Data, resolve
@@ -95,10 +95,11 @@ def plan(config: Mapping[str, Any]) -> Plan:
                 cfg.positive_int(config, "eval_every"), clip)
 
 
-def fit(model: Callable[[Mapping[str, Any]], torch.nn.Module],
+def fit(model: Callable[..., torch.nn.Module],
         data: str | Data | Callable[[str], Data], config: Mapping[str, Any], ctx: Context,
         settings: TrainSettings | None = None) -> float:
-    """Train ``model(config)`` on ``data`` as the config says; returns the trial's value.
+    """Train ``model(config)`` (or ``model(config, data)``) on ``data`` as the config says;
+    returns the trial's value.
 
     The value is the retrospective best checkpoint's validation metric, or the final one with
     ``TrainSettings(select="final")``; NaN if training diverged (the worker records the
@@ -121,7 +122,7 @@ def fit(model: Callable[[Mapping[str, Any]], torch.nn.Module],
             f"training examples of {dataset.name!r}; use a batch size of at most that"
         )
     torch.manual_seed(seed_for(ctx.seed, "init"))
-    net = model(config).to(device)
+    net = models.build(model, config, dataset).to(device)
     torch.manual_seed(seed_for(ctx.seed, "dropout"))
     return _Run(net, run_plan, settings, dataset, device, ctx, _fingerprint(config)).run()
 
