@@ -24,18 +24,19 @@ TRACEBACK = "traceback"          # the last lines of the objective's traceback
 DIVERGED = "diverged"            # the metric was NaN or infinite: infeasible
 OOM = "oom"                      # out of memory: infeasible
 CURVES = "curves"                # training curves (hpo.curves)
+WORLD_SIZE = "world_size"        # processes that ran the attempt together, when > 1
 
 # --- written by hpo.train through ctx.set_attr (not reserved: a user objective may too) --
 RESUMED_FROM_STEP = "resumed_from_step"
 DIVERGED_STEP = "diverged_step"
 
 # Attributes that describe one attempt, not the trial: a retry must not inherit them.
-ATTEMPT = (HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, RESUMED_FROM_STEP)
+ATTEMPT = (WORLD_SIZE, HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, RESUMED_FROM_STEP)
 
 # Provenance (hpo.run.provenance) besides HOST, WORKER_PID, GPU, CUDA_VISIBLE_DEVICES.
 PROVENANCE = ("python", "torch_version", "optuna_version", "git_commit", "git_dirty")
 
-RESERVED = frozenset({SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES,
+RESERVED = frozenset({WORLD_SIZE, SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES,
                       ERROR, TRACEBACK, DIVERGED, OOM, CURVES, *PROVENANCE})
 
 # --- trial system attributes (Optuna's own names for a retried trial) ------------------

@@ -19,6 +19,7 @@ from hpo.errors import HpoError
 from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROCS_ENV = "HPO_PROCS_PER_TRIAL"
 
 
 def _positive_int(text: str) -> int:
@@ -50,10 +51,17 @@ def _parser() -> argparse.ArgumentParser:
             "folder for trial checkpoints, shared by all workers so a retried trial resumes "
             "(default: $HPO_CHECKPOINT_DIR, else ./hpo-checkpoints)"))
 
+    def procs_per_trial(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--procs-per-trial", type=_positive_int, metavar="K", help=(
+            "processes that run each trial together, data-parallel with torch.distributed "
+            "(gloo on CPU, NCCL on GPUs); only rank 0 reports (default: 1, or "
+            "--gpus-per-trial; $HPO_PROCS_PER_TRIAL)"))
+
     run = sub.add_parser("run", help="run a study with several worker processes on this machine")
     common(run)
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="worker processes to start (default: 1)")
+    procs_per_trial(run)
 
     workers = sub.add_parser("workers", help="one supervised worker per GPU on this machine")
     common(workers)
@@ -62,9 +70,14 @@ def _parser() -> argparse.ArgumentParser:
         "none: CPU workers"))
     workers.add_argument("--workers", type=_positive_int, metavar="N",
                          help="with --gpus none: CPU worker processes to start (default: 1)")
+    workers.add_argument("--gpus-per-trial", type=_positive_int, metavar="K", help=(
+        "GPUs per worker, and so per trial (K must divide the GPU count); each trial runs "
+        "in K processes with torch.distributed, one per GPU (default: 1)"))
+    procs_per_trial(workers)
 
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
+    procs_per_trial(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
 
     status = sub.add_parser("status", help="progress, ETA, running and stale trials (read-only)")
@@ -193,7 +206,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
     definition = load_study_file(args.study_file)
-    members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
+    members = seats(getattr(args, "gpus", None), args.workers,  # bad --gpus: exit 2 here
+                    gpus_per_trial=getattr(args, "gpus_per_trial", None),
+                    procs_per_trial=args.procs_per_trial)
     budget = args.trials or definition.budget
     study, _ = open_study(definition, url, budget=budget)
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
@@ -242,6 +257,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     definition = load_study_file(args.study_file)
+    if args.procs_per_trial is not None:
+        os.environ[PROCS_ENV] = str(args.procs_per_trial)  # read by hpo.env, and the ranks
     try:
         ran = run_worker(definition, url, budget=args.trials, study_file=str(args.study_file))
     except WorkerStopped:

@@ -105,7 +105,7 @@ def run_worker(
             try:
                 # ...and deliver a pending one here, where the trial is handed back.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-                run_trial(definition, queue, trial)
+                run_trial(definition, queue, trial, study_file=study_file)
             except WorkerStopped:
                 _hand_back(queue, trial)
                 raise
@@ -154,9 +154,11 @@ def _hand_back(queue: TrialQueue, trial: optuna.trial.FrozenTrial) -> None:
     log.warning("trial %d handed back: worker stopped", trial.number)
 
 
-def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.FrozenTrial) -> None:
+def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.FrozenTrial, *,
+              study_file: str | None = None) -> None:
     """Run one trial the worker has taken (RUNNING, as :meth:`TrialQueue.claim` returned
-    it), and record how it ended.
+    it), and record how it ended. With ``$HPO_PROCS_PER_TRIAL`` > 1 the objective runs in
+    that many processes (:mod:`hpo.train.distributed`), which load ``study_file``.
 
     WorkerStopped propagates: the caller hands the trial back.
     """
@@ -165,6 +167,7 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
 
     from hpo.design import slot_of
     from hpo.store.leases import Heartbeat
+    from hpo.train import distributed
 
     study = queue.study
     trial_id = queue.trial_id(claimed)
@@ -176,7 +179,8 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
             if seed is None:  # a trial enqueued by hand, outside the design's slots
                 seed = Design(definition.space, definition.seed).trial_seed(slot_of(claimed))
                 trial.set_user_attr(attrs.SEED, seed)
-            value = definition.objective(config, Context(trial, seed=seed))
+            ctx = Context(trial, seed=seed, metric=definition.metric)
+            value = distributed.run(definition.objective, config, ctx, study_file=study_file)
         except optuna.TrialPruned:
             _record(queue, trial, state=TrialState.PRUNED)
             log.info("trial %d pruned", trial.number)
