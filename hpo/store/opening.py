@@ -80,7 +80,7 @@ def _open_rdb(url: str, make: Callable[[], BaseStorage], *, patient: bool) -> Ba
     try:
         if not patient:
             return make()
-        return retry_while_unreachable(make, what=f"storage {redact(url)}")
+        return retry_while_unreachable(make, what=f"the connection to {redact(url)}")
     except sqlalchemy.exc.SQLAlchemyError as e:
         message = clean(e, url)
         if _out_of_connections(e):

@@ -85,7 +85,8 @@ def _retrying(method: F) -> F:
 T = TypeVar("T")
 
 
-def retry_while_unreachable(call: Callable[[], T], what: str = "the database") -> T:
+def retry_while_unreachable(call: Callable[[], T],
+                            what: str = "the database connection") -> T:
     """``call()``, retried with exponential backoff while the only trouble is a lost
     connection, for up to ``HPO_DB_PATIENCE`` seconds; one log line per outage."""
     patience = env.db_patience()
@@ -105,7 +106,7 @@ def retry_while_unreachable(call: Callable[[], T], what: str = "the database") -
             delay = min(delay * 2, 15.0)
             continue
         if warned:
-            log.warning("%s is back; continuing", what)
+            log.warning("%s is back; continuing", what.removeprefix("the "))
         return result
 
 
