@@ -23,7 +23,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from hpo import attrs, env
 from hpo.errors import InfrastructureError
@@ -238,7 +238,7 @@ def open_study(definition: Study, url: str, *,
         try:
             return optuna.create_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
-                direction=definition.direction)
+                direction=cast(Literal["minimize", "maximize"], definition.direction))
         except optuna.exceptions.DuplicatedStudyError:  # another worker was first
             study = load()
             assert study is not None
