@@ -357,6 +357,7 @@ class _Run:
         if saved is None or state is None:
             self.best.remove_stale()
             return
+        assert saved is not None  # the state came from it
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         rng, cuda_rng = state["rng"], state["cuda_rng"]
