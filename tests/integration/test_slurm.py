@@ -1,9 +1,10 @@
 """hpo slurm on a real single-node Slurm cluster (munged, slurmctld, slurmd started here).
 
 A 4-task array of CPU workers finishes a study exactly; an array task cancelled while its
-trial runs hands that trial back and another task completes it; a GPU request is checked
-by sbatch itself. The storage URL carries a password (PostgreSQL here trusts local
-connections and ignores it) that must never show in a script, a command line or ``ps``.
+trial runs hands that trial back and another task completes it; a task requeued mid-trial
+(as on preemption) hands it back and comes back; a GPU request is checked by sbatch itself.
+The storage URL carries a password (PostgreSQL here trusts local connections and ignores
+it) that must never show in a script, a command line or ``ps``.
 
 Slurm's daemons need root: the tests skip, saying so, when not run as root; CI runs as root
 and installs Debian's slurm-wlm and munge (.ci/run; the fixture does too if they are
@@ -56,14 +57,17 @@ def with_password(url: str) -> str:
 def write_study(tmp_path: Path, per_value: int, sleep: float, stuck_task: int | None = None
                 ) -> Path:
     """The synthetic study; each attempt records which array task ran it. On ``stuck_task``
-    a trial would take two minutes: it is surely still running when the test cancels it."""
+    a trial would take two minutes (until the task is requeued): it is surely still running
+    when the test stops the task."""
     text = SYNTHETIC_STUDY.format(name=NAME, per_value=per_value, seed=0, phase="explore",
                                   sleep=sleep)
     text = text.replace("import time\n", "import os\nimport time\n").replace(
         '    time.sleep(config["sleep"])',
         '    task = int(os.environ["SLURM_ARRAY_TASK_ID"])\n'
-        '    ctx.set_attr("slurm_task", task)\n'
-        f'    time.sleep(120 if task == {stuck_task} else config["sleep"])')
+        '    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0"))\n'
+        '    ctx.set_attr("slurm_task", [task, restarts])\n'
+        f'    stuck = task == {stuck_task} and restarts == 0\n'
+        '    time.sleep(120 if stuck else config["sleep"])')
     path = tmp_path / "study.py"
     path.write_text(text)
     return path
@@ -112,7 +116,7 @@ def test_a_4_task_array_finishes_the_study_exactly(slurm, pg_url, tmp_path):
     assert slurm.task_states(job) == {task: ("COMPLETED", "0:0") for task in range(4)}
     found = assert_every_slot_complete_once(url, budget=8)
     # The node has this machine's CPUs (2 here), one per task: tasks ran side by side.
-    assert len({t.user_attrs["slurm_task"] for t in found}) >= 2
+    assert len({t.user_attrs["slurm_task"][0] for t in found}) >= 2
 
 
 def test_a_task_cancelled_mid_trial_hands_its_trial_back(slurm, pg_url, tmp_path):
@@ -120,15 +124,7 @@ def test_a_task_cancelled_mid_trial_hands_its_trial_back(slurm, pg_url, tmp_path
     victim = 0  # Slurm starts the lowest array tasks first
     job = submit(slurm, tmp_path, write_study(tmp_path, per_value=3, sleep=2, stuck_task=victim),
                  url, "--array", "4")
-    deadline = time.monotonic() + 60
-    while True:
-        running = [t for t in trials(url) if t.state.name == "RUNNING"
-                   and t.user_attrs.get("slurm_task") == victim]
-        if running:
-            break
-        assert time.monotonic() < deadline, f"array task {victim} started no trial"
-        time.sleep(0.5)
-    number = running[0].number
+    number = wait_for_a_trial_of(url, victim)
     # Plain scancel: SIGTERM to the batch shell, which is the worker (exec), SIGKILL 30 s on.
     slurm.run("scancel", f"{job}_{victim}")
     no_secret_in_any_command_line()
@@ -139,9 +135,45 @@ def test_a_task_cancelled_mid_trial_hands_its_trial_back(slurm, pg_url, tmp_path
     assert set(states.values()) == {("COMPLETED", "0:0")}, states
     found = assert_every_slot_complete_once(url, budget=6)
     handed_back = next(t for t in found if t.number == number)
-    assert handed_back.user_attrs["slurm_task"] != victim  # completed by another task
+    assert handed_back.user_attrs["slurm_task"][0] != victim  # completed by another task
     log = (tmp_path / f"hpo-{NAME}-{job}_{victim}.out").read_text()
     assert f"trial {number} handed back: worker stopped" in log, log
+
+
+def test_a_requeued_task_hands_its_trial_back_and_comes_back(slurm, pg_url, tmp_path):
+    """What Slurm does to a preempted task (PreemptMode=REQUEUE) or one whose node failed:
+    it stops it and queues it again; --requeue is what allows it."""
+    victim = 0
+    job = submit(slurm, tmp_path, write_study(tmp_path, per_value=2, sleep=2, stuck_task=victim),
+                 pg_url, "--array", "2")
+    number = wait_for_a_trial_of(pg_url, victim)
+    slurm.run("scontrol", "requeue", f"{job}_{victim}")
+    deadline = time.monotonic() + 60
+    while f"{victim} PENDING" not in slurm.queued(job):
+        assert time.monotonic() < deadline, slurm.queued(job)
+        time.sleep(0.5)
+    # A requeued job waits two minutes before it may start again; not in a test.
+    slurm.run("scontrol", "update", f"JobId={job}_{victim}", "StartTime=now")
+    slurm.wait_finished(job, timeout=120)
+
+    assert slurm.task_states(job) == {0: ("COMPLETED", "0:0"), 1: ("COMPLETED", "0:0")}
+    found = assert_every_slot_complete_once(pg_url, budget=4)
+    assert next(t for t in found if t.number == number).user_attrs["slurm_task"] != [victim, 0]
+    log = (tmp_path / f"hpo-{NAME}-{job}_{victim}.out").read_text()
+    # One log for both runs of the task (--open-mode=append): handed back, then back to work.
+    assert log.index(f"trial {number} handed back") < log.index("budget met"), log
+
+
+def wait_for_a_trial_of(url: str, task: int) -> int:
+    """The number of the first trial that array task ``task`` runs."""
+    deadline = time.monotonic() + 60
+    while True:
+        running = [t for t in trials(url) if t.state.name == "RUNNING"
+                   and t.user_attrs.get("slurm_task", [None])[0] == task]
+        if running:
+            return running[0].number
+        assert time.monotonic() < deadline, f"array task {task} started no trial"
+        time.sleep(0.5)
 
 
 def test_sbatch_accepts_a_gpu_request_and_refuses_one_the_cluster_cannot_meet(slurm, tmp_path):
