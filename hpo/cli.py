@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, url: str) -> int:
     """``hpo run`` and ``hpo workers``: a supervised fleet on this machine, then a summary."""
     from hpo.analysis.summary import summary_table
+    from hpo.context import check_checkpoint_root
     from hpo.fleet import Fleet, FleetStopped, seats
     from hpo.store import open_study
     from hpo.store.budget import progress
@@ -200,6 +201,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     definition = load_study_file(args.study_file)
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
+    check_checkpoint_root()  # before anything is written: every worker would fail on it
     study, _ = open_study(definition, url, budget=budget)
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "

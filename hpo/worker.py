@@ -18,7 +18,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from hpo import attrs
-from hpo.context import Config, Context
+from hpo.context import Config, Context, check_checkpoint_root
 from hpo.design import Design
 from hpo.space import suggest
 
@@ -84,6 +84,7 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     previous = {s: signal.signal(s, _raise_stop) for s in STOP_SIGNALS}
     total = definition.budget if budget is None else budget
+    check_checkpoint_root()  # a folder no trial could checkpoint in: exit 2, nothing written
     study, queue = open_study(definition, url, budget=total)
     provenance = collect(study_file)
     reaping = _Reaping(Reaper(queue, max_retry=env.max_retry()))

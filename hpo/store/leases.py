@@ -158,8 +158,8 @@ class Reaper:
             who = ("taken by a client that is not an hpo worker (no owner, no heartbeat for "
                    f"{self.grace:.0f}s)")
         reason = (f"{who}; retried as a new trial, attempt {deaths + 1}" if retry else
-                  f"{who}; attempt {deaths} of this trial, not retried again "
-                  f"(limit {self.max_retry} retries, HPO_MAX_RETRY)")
+                  f"{who}; its worker died {deaths} times running this trial, not retried "
+                  f"again (limit {self.max_retry} retries, HPO_MAX_RETRY)")
         try:
             storage.set_trial_user_attr(trial_id, attrs.ERROR, reason)
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
