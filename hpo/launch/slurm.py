@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo import env
-from hpo.context import CHECKPOINT_ENV, DEFAULT_CHECKPOINT_DIR
+from hpo.context import check_checkpoint_root, default_checkpoint_root
 from hpo.errors import HpoError, InputError
 from hpo.store.urls import ENV_VAR, kind, redact
 
@@ -194,7 +193,7 @@ def run(args: argparse.Namespace, url: str) -> int:
         raise SlurmError("sbatch is not on PATH: run hpo slurm on a Slurm login node, or "
                          "print the script with --dry-run")
     definition = load_study_file(args.study_file)
-    checkpoints = Path(env.raw(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR).resolve()
+    checkpoints = default_checkpoint_root().resolve()
     job = ArrayJob(definition.name, args.study_file.resolve(), checkpoints, array=args.array,
                    gpus_per_task=args.gpus_per_task, partition=args.partition, time=args.time,
                    trials=args.trials)
@@ -202,6 +201,7 @@ def run(args: argparse.Namespace, url: str) -> int:
         sys.stdout.write(job.script())
         return 0
 
+    check_checkpoint_root()  # exit 2 before anything is written: every worker would fail on it
     if kind(url) == "journal":
         # Compute nodes start in the submitting folder, but an absolute path says which file.
         url = str(Path(url).resolve())

@@ -226,6 +226,17 @@ def test_the_storage_reaches_sbatch_in_its_environment_only(tmp_path, study_file
     assert "journal.log" not in script and "--trials 5" in script
 
 
+def test_a_checkpoint_folder_that_cannot_be_written_is_refused_before_anything(tmp_path,
+                                                                               study_file):
+    env = {"HPO_STORAGE": str(tmp_path / "journal.log"), **fake_sbatch(tmp_path)}
+    result = hpo_cli("slurm", study_file(), "--array", "2", "--checkpoint-dir", "study.py/ckpt",
+                     env=env, cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("hpo: error: checkpoint folder "), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "study.py"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--array", "0"], "--array 0: give the number of array tasks (workers), 1 or more"),
     (["--array", "2", "--time", "4h"], "--time '4h': expected MM, MM:SS, HH:MM:SS"),
