@@ -30,13 +30,14 @@ RESUMED_FROM_STEP = "resumed_from_step"
 DIVERGED_STEP = "diverged_step"
 
 # Attributes that describe one attempt, not the trial: a retry must not inherit them.
-ATTEMPT = (HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, RESUMED_FROM_STEP)
+ATTEMPT = (HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK,
+           RESUMED_FROM_STEP)
 
 # Provenance (hpo.run.provenance) besides HOST, WORKER_PID, GPU, CUDA_VISIBLE_DEVICES.
 PROVENANCE = ("python", "torch_version", "optuna_version", "git_commit", "git_dirty")
 
-RESERVED = frozenset({SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES,
-                      ERROR, TRACEBACK, DIVERGED, OOM, CURVES, *PROVENANCE})
+RESERVED = frozenset({SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, WORKER_STARTED, GPU,
+                      CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, DIVERGED, OOM, CURVES, *PROVENANCE})
 
 # --- trial system attributes (Optuna's own names for a retried trial) ------------------
 FIXED_PARAMS = "fixed_params"

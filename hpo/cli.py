@@ -169,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "checkpoint_dir", None):
             # Through the environment, so the worker processes a fleet starts inherit it.
             os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
-        return {"run": _run, "workers": _run, "worker": _worker, "status": _status, "report": _report,
-                "seeds": _seeds, "dashboard": _dashboard, "export": _export,
+        return {"run": _run, "workers": _run, "worker": _worker, "status": _status,
+                "report": _report, "seeds": _seeds, "dashboard": _dashboard, "export": _export,
                 "batch-scan": _batch_scan, "slurm": _slurm}[args.command](args, url)
     except HpoError as e:
         print(f"hpo: error: {e}", file=sys.stderr)
@@ -187,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, url: str) -> int:
     """``hpo run`` and ``hpo workers``: a supervised fleet on this machine, then a summary."""
+    import optuna
+
     from hpo.analysis.summary import summary_table
     from hpo.context import check_checkpoint_root
     from hpo.fleet import Fleet, FleetStopped, seats
     from hpo.store import open_study
     from hpo.store.budget import progress
     from hpo.study_file import load_study_file
-
-    import optuna
 
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs

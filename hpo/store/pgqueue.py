@@ -17,13 +17,12 @@ attributes) still goes through Optuna.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
-
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from optuna import distributions
 from optuna.trial import FrozenTrial
@@ -53,6 +52,13 @@ WHERE t.study_id = :s
   AND NOT EXISTS (SELECT 1 FROM hpo_slots WHERE study_id = :s)
   AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r
                   WHERE r.trial_id = t.trial_id AND r.key = :rerun_key)
+"""
+
+_SLOTS_DONE = """
+SELECT count(*) FROM (
+    SELECT DISTINCT ON (h.slot) t.state FROM hpo_slots h JOIN trials t ON t.trial_id = h.trial_id
+    WHERE h.study_id = :s AND h.slot < :b ORDER BY h.slot, h.attempt DESC) latest
+WHERE latest.state NOT IN ('WAITING', 'RUNNING')
 """
 
 _CLAIM = """
@@ -111,6 +117,7 @@ class QueueStatements:
     """Mixed into hpo's RDBStorage for PostgreSQL (it needs ``self.engine``)."""
 
     engine: Any
+    _claimed: FrozenTrial | None  # the trial claim_trial just returned, until it is read
 
     def ensure_hpo_schema(self) -> None:
         """hpo's own table and index, next to Optuna's (which never sees them).
@@ -167,7 +174,8 @@ class QueueStatements:
             conn.execute(text(
                 "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) "
                 "SELECT :s, u.slot, 0, u.trial_id "
-                "FROM unnest(CAST(:slots AS integer[]), CAST(:ids AS integer[])) AS u(slot, trial_id)"),
+                "FROM unnest(CAST(:slots AS integer[]), CAST(:ids AS integer[])) "
+                "AS u(slot, trial_id)"),
                 {"s": study_id, "slots": [x.slot for x in slots], "ids": ids})
             _insert_rows(conn, "trial_user_attributes", ("trial_id", "key", "value_json"),
                          [(i, k, json.dumps(v)) for i, x in zip(ids, slots, strict=True)
@@ -244,6 +252,25 @@ class QueueStatements:
                 "SELECT t.trial_id, h.heartbeat FROM trials t LEFT JOIN trial_heartbeats h"
                 " ON h.trial_id = t.trial_id WHERE t.study_id = :s AND t.state = 'RUNNING'"),
                 {"s": study_id}).all())
+
+    def slots_done(self, study_id: int, budget: int) -> int:
+        """Slots below the budget whose latest attempt has finished: one aggregate query,
+        however many trials the study holds."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(sqlalchemy.text(_SLOTS_DONE),
+                                    {"s": study_id, "b": budget}).scalar_one())
+
+    def reruns_pending(self, study_id: int) -> bool:
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sqlalchemy.text(
+                "SELECT EXISTS (SELECT 1 FROM trials t JOIN trial_user_attributes a"
+                " ON a.trial_id = t.trial_id AND a.key = :rerun_key"
+                " WHERE t.study_id = :s AND t.state IN ('WAITING', 'RUNNING'))"),
+                {"s": study_id, "rerun_key": attrs.SEED_RERUN_OF}).scalar_one())
 
     def foreign_waiting(self, study_id: int) -> list[int]:
         """WAITING trials that are neither a design slot nor a seed re-run (enqueued by hand

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import hpo_cli
+
 from hpo.store.urls import clean, password_of, redact, sqlalchemy_url
 
 SECRET = "S3cret"
