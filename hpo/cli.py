@@ -16,6 +16,7 @@ from pathlib import Path
 from hpo import env
 from hpo.context import CHECKPOINT_ENV
 from hpo.errors import HpoError
+from hpo.launch.slurm import add_options as slurm_options
 from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -79,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     common(worker)
     procs_per_trial(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
+
+    slurm = sub.add_parser("slurm", help="submit a Slurm array job: one worker per array task")
+    common(slurm)
+    slurm_options(slurm)
 
     status = sub.add_parser("status", help="progress, ETA, running and stale trials (read-only)")
     common(status)
@@ -179,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
         return {"run": _run, "workers": _run, "worker": _worker, "status": _status,
                 "report": _report, "seeds": _seeds, "dashboard": _dashboard, "export": _export,
-                "batch-scan": _batch_scan}[args.command](args, url)
+                "batch-scan": _batch_scan, "slurm": _slurm}[args.command](args, url)
     except HpoError as e:
         print(f"hpo: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -371,6 +376,13 @@ def _batch_scan(args: argparse.Namespace, url: str) -> int:
     from hpo.train.batch_scan import run
 
     return run(args)
+
+
+def _slurm(args: argparse.Namespace, url: str) -> int:
+    """``hpo slurm``: see hpo/launch/slurm.py."""
+    from hpo.launch.slurm import run
+
+    return run(args, url)
 
 
 if __name__ == "__main__":
