@@ -3,6 +3,7 @@
 The public API is exactly what ``__all__`` lists.
 """
 
+from hpo.api import StudyResults, ValueResult, load, run
 from hpo.context import Checkpoint, Config, Context
 from hpo.errors import HpoError
 from hpo.seeding import seed_everything
@@ -31,12 +32,16 @@ __all__ = [
     "Study",
     "StudyFileError",
     "StudyMismatchError",
+    "StudyResults",
+    "ValueResult",
     "choice",
     "fixed",
     "integer",
+    "load",
     "load_study_file",
     "log_uniform",
     "nuisance",
+    "run",
     "scientific",
     "seed_everything",
     "uniform",
