@@ -94,7 +94,8 @@ DEFAULT_CHECKPOINT_DIR = "hpo-checkpoints"
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint read back by [`Context.load_checkpoint`][hpo.Context.load_checkpoint].
+    """A checkpoint read back by [`Context.load_checkpoint`][hpo.Context.load_checkpoint]:
+    ``saved = ctx.load_checkpoint()``, then ``saved.step`` and ``saved.state``.
 
     Attributes:
         step: The training step passed to ``save_checkpoint``.
@@ -404,7 +405,7 @@ class Context:
                 default: the trial's [`device`][hpo.Context.device].
 
         Returns:
-            A [`Checkpoint`][hpo.context.Checkpoint] with ``.step`` (the step passed to
+            A [`Checkpoint`][hpo.Checkpoint] with ``.step`` (the step passed to
                 [`save_checkpoint`][hpo.Context.save_checkpoint]) and ``.state`` (what was
                 saved), or None when there is no checkpoint of that name: the first attempt,
                 or one that saved nothing yet.

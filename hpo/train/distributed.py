@@ -188,8 +188,12 @@ class _Group:
         devices = self.ctx.devices
         if len(devices) == self.world_size:
             return devices
+        if len(devices) == 1 and devices[0].startswith("cuda"):
+            # One GPU per rank, as torchrun's LOCAL_RANK picks them: a Slurm task given K
+            # GPUs runs `hpo worker --procs-per-trial K` without naming them.
+            return [f"cuda:{rank}" for rank in range(self.world_size)]
         if len(devices) == 1:
-            return devices * self.world_size  # e.g. K processes on the CPU
+            return devices * self.world_size  # K processes on the CPU
         raise InfrastructureError(
             f"{self.world_size} processes per trial but {len(devices)} devices "
             f"({', '.join(devices)}): give one device per process, or one for all")
