@@ -169,16 +169,29 @@ class HpoCallback(pl.Callback):
     # --- resumable ------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        return {"curves": self.curves, "rng": _rng_state()}
+        rng: Any = _rng_state()
+        if self.ctx.world_size > 1:
+            # Every rank's generators (their dropout differs), gathered for rank 0 to save:
+            # Lightning builds the checkpoint on every rank, so this collective is matched.
+            import torch.distributed as dist
+
+            ranks: list[Any] = [None] * self.ctx.world_size
+            dist.all_gather_object(ranks, rng)
+            rng = {"ranks": ranks}
+        return {"curves": self.curves, "rng": rng}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.curves = {k: list(v) for k, v in state_dict["curves"].items()}
+        rng = state_dict["rng"]
+        if "ranks" in rng:
+            ranks = rng["ranks"]
+            rng = ranks[self.ctx.rank] if len(ranks) == self.ctx.world_size else ranks[0]
         # Lightning restores model, optimizer and loops, not the random number generators;
         # the next epoch's shuffle and dropout draw from them. Restored here (after the
         # module's and datamodule's setup, before the fit loop makes the dataloader's
         # iterator, which draws its seeds: nothing draws in between, and a resumed run skips
         # the sanity check), they continue where the saved run stood.
-        _set_rng_state(state_dict["rng"])
+        _set_rng_state(rng)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
