@@ -114,6 +114,7 @@ def reap(queue: TrialQueue, *, max_retry: int) -> int:
                   f"(limit {max_retry} retries, HPO_MAX_RETRY)")
         try:
             storage.set_trial_user_attr(trial_id, attrs.ERROR, reason)
+            storage.set_trial_user_attr(trial_id, attrs.FAILURE_KIND, "infrastructure")
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 continue
         except UpdateFinishedTrialError:
@@ -121,11 +122,11 @@ def reap(queue: TrialQueue, *, max_retry: int) -> int:
         reaped += 1
         log.warning("trial %d: %s", trial.number, reason)
         if retry:
-            _queue_retry(queue.study, storage.get_trial(trial_id))
+            queue_retry(queue.study, storage.get_trial(trial_id))
     return reaped
 
 
-def _queue_retry(study: optuna.Study, failed: optuna.trial.FrozenTrial) -> None:
+def queue_retry(study: optuna.Study, failed: optuna.trial.FrozenTrial) -> None:
     """A WAITING copy: same parameters, slot, seed and intermediate values (Optuna's
     ``failed_trial`` / ``retry_history`` system attributes, so its tools understand it)."""
     system_attrs = {

@@ -29,7 +29,7 @@ log = logging.getLogger("hpo.storage")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _is_connection_error(error: BaseException | None) -> bool:
+def is_connection_error(error: BaseException | None) -> bool:
     """A lost connection, also when Optuna wrapped it (StorageInternalError from e)."""
     import sqlalchemy.exc
 
@@ -52,7 +52,7 @@ def _retrying(method: F) -> F:
             try:
                 result = method(self, *args, **kwargs)
             except Exception as e:
-                if not _is_connection_error(e) or time.monotonic() + delay > deadline:
+                if not is_connection_error(e) or time.monotonic() + delay > deadline:
                     raise
                 if not warned:
                     log.warning("lost the database connection (%s); reconnecting with backoff "
