@@ -49,13 +49,16 @@ class StudyMismatchError(StorageError):
     """A stored study under this name was created from a different design."""
 
 
-def open_storage(url: str, *, create: bool = True) -> BaseStorage:
+def open_storage(url: str, *, create: bool = True, read_only: bool = False) -> BaseStorage:
     """An Optuna storage for the URL; an unusable URL raises StorageError with one line.
 
     ``create=False`` is for read-only commands: a journal file that does not exist is an
-    error rather than a new empty file.
+    error rather than a new empty file. ``read_only=True`` (implies ``create=False``) also
+    creates no table or index in a database: one without Optuna's tables holds no study
+    (StorageError, exit 2).
     """
     storage_kind = kind(url)
+    create = create and not read_only
     if storage_kind == "journal":
         if not create and not Path(url).is_file():
             raise StorageError(f"storage {url!r} does not exist; give the journal file the "
@@ -69,9 +72,12 @@ def open_storage(url: str, *, create: bool = True) -> BaseStorage:
     from hpo.store.reconnect import ReconnectingRDBStorage
 
     try:
+        if read_only:
+            _require_tables(url, storage_kind)
         if storage_kind == "sqlite":
-            return RDBStorage(url)
-        with _schema_lock(url, storage_kind), warnings.catch_warnings():
+            return RDBStorage(url, skip_table_creation=read_only)
+        with _schema_lock(url, storage_kind) if not read_only else contextlib.nullcontext(), \
+                warnings.catch_warnings():
             # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = ReconnectingRDBStorage(
@@ -80,15 +86,38 @@ def open_storage(url: str, *, create: bool = True) -> BaseStorage:
                 engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}},
                 heartbeat_interval=env.heartbeat_interval(),
                 grace_period=env.heartbeat_grace(),
+                skip_table_creation=read_only,
             )
             check_schema(storage, redact(url))
-            storage.ensure_queue_index()
+            if not read_only:
+                storage.ensure_queue_index()
             return storage
+    except StorageError:
+        raise  # already one line that says what is wrong
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
         raise StorageError(
             f"cannot open storage {redact(url)}: {clean(e, url)}; "
             f"check the host, database and credentials (allowed: {ALLOWED})"
         ) from None
+
+
+def _require_tables(url: str, storage_kind: str) -> None:
+    """For read-only commands: a database without Optuna's tables holds no study. Asked
+    before Optuna opens it, which would create them (or, told not to, fail obscurely)."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(
+        url if storage_kind == "sqlite" else sqlalchemy_url(url), poolclass=NullPool,
+        **({} if storage_kind == "sqlite" else {"connect_args": {"connect_timeout": 10}}))
+    try:
+        has = sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+    if not has:
+        raise StorageError(f"no hpo study here: {redact(url)} holds no Optuna tables (an empty "
+                           f"database); give the --storage the study ran with (or set "
+                           f"${ENV_VAR}), or start a study there with hpo run")
 
 
 def _open_journal(path: str) -> BaseStorage:
@@ -120,7 +149,7 @@ def open_existing_storage(url: str) -> BaseStorage:
         raise StorageError(
             f"storage {url!r}: no such SQLite file; give the --storage the study ran with"
         )
-    return open_storage(url)
+    return open_storage(url, read_only=True)
 
 
 @contextlib.contextmanager
@@ -214,11 +243,15 @@ def open_study(definition: Study, url: str, *,
     with exclusive(url, definition.name):
         study = study or load()
         if study is None:
+            recorded = definition.user_attrs()  # all of it known before anything is written
             study = optuna.create_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
                 direction=definition.direction,
             )
-            for key, value in definition.user_attrs().items():
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2; still is
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([definition.metric])  # the dashboard's, not "Objective 0"
+            for key, value in recorded.items():
                 study.set_user_attr(key, value)
         else:
             check_same_design(definition, study, redact(url))
@@ -250,18 +283,22 @@ def load_stored_study(definition: Study, url: str) -> optuna.Study:
 
 
 def check_same_design(definition: Study, study: optuna.Study, where: str) -> None:
-    """Raise StudyMismatchError if the stored study was made from another design."""
-    from hpo import attrs
-
-    stored = study.user_attrs.get(attrs.STUDY_FINGERPRINT)
-    new = definition.space.fingerprint()
+    """Raise StudyMismatchError if the stored study was made from another design, naming
+    what changed (:meth:`hpo.study.Study.changes_from`)."""
+    changes = definition.changes_from(study.user_attrs)
+    if changes is None:
+        raise StudyMismatchError(
+            f"study {definition.name!r} in {where} records no hpo design (made by another "
+            f"tool, or left half-made by a failed start); delete it (hpo delete <study file> "
+            f"--yes) or bump the study's name, e.g. name={_bumped(definition.name)!r}")
     stored_direction = study.direction.name.lower()
-    if stored == new and stored_direction == definition.direction:
+    if stored_direction != definition.direction:
+        changes.append(f"a different direction ({stored_direction} in storage, "
+                       f"{definition.direction} now)")
+    if not changes:
         return
-    what = (f"search space (fingerprint {stored} in storage, {new} now)" if stored != new
-            else f"direction ({stored_direction} in storage, {definition.direction} now)")
     raise StudyMismatchError(
-        f"study {definition.name!r} in {where} was created with a different {what}; "
+        f"study {definition.name!r} in {where} was created with {' and '.join(changes)}; "
         f"results from two designs must not mix: bump the study's name or version, "
         f"e.g. name={_bumped(definition.name)!r}"
     )
