@@ -19,9 +19,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpo import env
 from hpo.errors import HpoError
@@ -31,11 +32,18 @@ from hpo.store import ENV_VAR
 if TYPE_CHECKING:
     import optuna
 
+    from hpo.study import Study
+
 log = logging.getLogger("hpo.fleet")
 GPUS_ENV = "HPO_GPUS"  # overrides discovery: "0,1" or "0:Tesla T4,1:Tesla T4" (tests, odd hosts)
 STARTUP_FAILURES = 3
 MAX_BACKOFF = 60.0
 STOP_SECONDS = 10.0
+# A supervised worker (``hpo worker --supervised``) exits with this when the study is failing
+# (its first trials all failed with an error: hpo.worker.StudyFailing). It is not restarted,
+# the other workers are stopped, and the supervisor says why, once. Between the supervisor
+# and its workers only: hpo run exits 1.
+EXIT_STUDY_FAILING = 3
 
 
 class FleetStopped(HpoError):
@@ -125,12 +133,16 @@ class Fleet:
     """Start, watch, restart and stop the workers for one study."""
 
     def __init__(self, study_file: Path, url: str, budget: int, members: list[Seat], *,
-                 quiet: bool = True):
+                 quiet: bool = True, options: Sequence[str] = (),
+                 definition: Study | None = None):
         self._command = [sys.executable, "-m", "hpo", "worker", str(study_file),
-                         "--trials", str(budget), *(["--quiet"] if quiet else [])]
+                         "--trials", str(budget), "--supervised", *options,
+                         *(["--quiet"] if quiet else [])]
         self._env = {**os.environ, ENV_VAR: url}
         self._budget = budget
+        self._definition = definition  # for the progress bar's counts
         self.seats = members
+        self.failing = False  # a worker found the study failing (EXIT_STUDY_FAILING)
 
     def _start(self, seat: Seat) -> None:
         # A session of its own: a Ctrl-C in the terminal reaches only the supervisor, which
@@ -153,6 +165,10 @@ class Fleet:
         seat.exit_codes.append(code)
         if code == 0:
             seat.finished = True
+            return
+        if code == EXIT_STUDY_FAILING:
+            seat.finished = True
+            self.failing = True
             return
         startup = env.startup_seconds()
         quick = now - seat.started < startup
@@ -186,11 +202,14 @@ class Fleet:
                 now = time.monotonic()
                 for seat in self.seats:
                     self._check(seat, now)
-                bar.n = progress(study, self._budget)[0]
-                bar.refresh()
+                if self.failing:
+                    # Its first trials all failed with an error: stop the others now, their
+                    # trials handed back, rather than let each find out after its trial.
+                    self.stop()
+                    break
+                self._show(bar, study)
                 time.sleep(0.5)
-            bar.n = progress(study, self._budget)[0]
-            bar.refresh()
+            self._show(bar, study)
         except FleetStopped:
             self.stop()
             raise
@@ -198,7 +217,31 @@ class Fleet:
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return progress(study, self._budget)[0] >= self._budget
+        return not self.failing and progress(study, self._budget)[0] >= self._budget
+
+    def _show(self, bar: Any, study: optuna.Study) -> None:
+        """The bar: slots done, and beside it how they ended and the best value so far."""
+        from hpo.store.budget import progress
+
+        if self._definition is None:
+            bar.n = progress(study, self._budget)[0]
+            bar.refresh()
+            return
+        from hpo.tally import Counts, slots_done, tally
+
+        definition = self._definition
+        values = tally(definition, study.get_trials(deepcopy=False))
+        c = Counts.of(s.final for v in values for s in v.slots if s.slot < self._budget)
+        sign = 1 if definition.direction == "minimize" else -1
+        best = min((v.best for v in values if v.best is not None),
+                   key=lambda t: sign * t.value, default=None)  # type: ignore[operator]
+        bar.n = slots_done(values, self._budget)
+        bar.set_postfix_str(
+            f"{c.complete} complete, {c.pruned} pruned, {c.infeasible} infeasible, "
+            f"{c.failed} failed"
+            + (f", best {definition.metric} {best.value:.4g} (#{best.number})" if best else ""),
+            refresh=False)
+        bar.refresh()
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask every worker to hand its trial back and exit; kill what is left after timeout."""
