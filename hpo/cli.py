@@ -18,8 +18,8 @@ from hpo import env
 from hpo.context import CHECKPOINT_ENV
 from hpo.errors import HpoError
 from hpo.failures import RETRYABLE
-from hpo.worker import MAX_ERRORS
 from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
+from hpo.worker import MAX_ERRORS
 
 if TYPE_CHECKING:
     import optuna
@@ -263,14 +263,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, url: str) -> int:
     """``hpo run`` and ``hpo workers``: a supervised fleet on this machine, then a summary."""
+    import optuna
+
     from hpo.analysis.summary import summary_table
     from hpo.fleet import Fleet, FleetStopped, seats
     from hpo.store import open_study
     from hpo.store.budget import progress
     from hpo.study_file import load_study_file
     from hpo.worker import fail_fast_reason
-
-    import optuna
 
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
