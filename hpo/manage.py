@@ -39,12 +39,12 @@ class Retried:
 def retry_failed(definition: Study, url: str, kinds: set[str]) -> list[Retried]:
     """Queue every failed slot of these kinds (and failed seed re-runs) again as a new
     attempt: a WAITING copy with the same parameters, slot and seed, as the reaper queues a
-    dead worker's trial. The failed attempt stays, as an earlier attempt of its slot.
+    dead worker's trial (:meth:`hpo.store.queue.TrialQueue.add_retry`). The failed attempt stays, as an earlier attempt of its slot.
 
     Raises NothingToDo when there is none. Under the study's lock, so two ``hpo retry`` at
     once cannot queue a slot twice (a slot whose latest attempt is no longer FAIL is skipped).
     """
-    from hpo.store.leases import queue_retry
+    from hpo.store.queue import queue_for
     from hpo.tally import tally
 
     unknown = kinds - set(failures.RETRYABLE)
@@ -60,8 +60,9 @@ def retry_failed(definition: Study, url: str, kinds: set[str]) -> list[Retried]:
         todo.sort(key=lambda pair: pair[0].number)
         if not todo:
             raise NothingToDo(_nothing_to_retry(definition, values, kinds))
-        for trial, _ in todo:
-            queue_retry(study, trial)
+        queue = queue_for(study)
+        # False: another hpo retry (or a reaper) queued that attempt's retry first.
+        todo = [(t, rerun) for t, rerun in todo if queue.add_retry(t)]
     return [Retried(t.number, int(t.user_attrs.get(attrs.SLOT, t.number)),
                     str(failures.kind_of(t)), rerun) for t, rerun in todo]
 

@@ -183,9 +183,10 @@ class Study:
             attrs.STUDY_ROLES: {n: hp.role for n, hp in self.space.hyperparameters.items()},
             attrs.STUDY_FIXED: self.space.fixed,
             attrs.STUDY_SPACE: self.space.describe(),
-            attrs.STUDY_FINGERPRINT: self.space.fingerprint(),
             attrs.STUDY_DESIGN: self.design(),
             attrs.STUDY_DESIGN_FINGERPRINT: self.fingerprint(),
+            # Last: a stored study that has it has all of the above (hpo.store.opening).
+            attrs.STUDY_FINGERPRINT: self.space.fingerprint(),
         }
 
     # --- identity: what makes two definitions the same design --------------------------

@@ -39,19 +39,9 @@ def lay_out(study: optuna.Study, budget: int) -> int:
     Call under :func:`hpo.store.opening.exclusive`: two callers at once would add a slot
     twice.
     """
-    sampler: PlaybookSampler = study.sampler  # type: ignore[assignment]
-    planned = {t.user_attrs[attrs.SLOT] for t in study.get_trials(deepcopy=False)
-               if attrs.SLOT in t.user_attrs}
-    missing = [s for s in range(budget) if s not in planned]
-    study.add_trials([_waiting(sampler, s) for s in missing])
-    return len(missing)
+    from hpo.store.queue import queue_for
 
-
-def _waiting(sampler: PlaybookSampler, slot: int) -> optuna.trial.FrozenTrial:
-    params, dists = sampler.planned(slot) or ({}, {})
-    return create_trial(state=TrialState.WAITING, params=params, distributions=dists,
-                        user_attrs={attrs.SLOT: slot, attrs.SEED: sampler.trial_seed(slot)},
-                        system_attrs={attrs.FIXED_PARAMS: {}})
+    return queue_for(study).lay_out(budget)
 
 
 def planned_budget(study: optuna.Study) -> int:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpo import env
+from hpo import attrs, env
 from hpo.store.urls import (
     ALLOWED,
     ENV_VAR,
@@ -90,7 +91,7 @@ def open_storage(url: str, *, create: bool = True, read_only: bool = False) -> B
             )
             check_schema(storage, redact(url))
             if not read_only:
-                storage.ensure_queue_index()
+                storage.ensure_hpo_schema()
             return storage
     except StorageError:
         raise  # already one line that says what is wrong
@@ -219,9 +220,9 @@ def open_study(definition: Study, url: str, *,
     import optuna
 
     from hpo.sampling import PlaybookSampler
-    from hpo.store import budget as budgets
     from hpo.store.queue import queue_for
 
+    recorded = definition.user_attrs()  # all of it known before anything is written
     storage = open_storage(url)
     sampler = PlaybookSampler(definition.space, phase=definition.phase, seed=definition.seed)
     pruner = definition.pruner or optuna.pruners.NopPruner()
@@ -234,31 +235,72 @@ def open_study(definition: Study, url: str, *,
         except KeyError:
             return None
 
-    study = load()
-    if study is not None:
-        # Read the whole study before taking the lock: inside it, Optuna's cache then reads
-        # only what changed, and workers joining a study of 10,000 trials do not queue up
-        # behind each other's full read.
-        study.get_trials(deepcopy=False)
-    with exclusive(url, definition.name):
-        study = study or load()
-        if study is None:
-            recorded = definition.user_attrs()  # all of it known before anything is written
-            study = optuna.create_study(
+    def create() -> optuna.Study:
+        try:
+            return optuna.create_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
-                direction=definition.direction,
-            )
+                direction=definition.direction)
+        except optuna.exceptions.DuplicatedStudyError:  # another worker was first
+            study = load()
+            assert study is not None
+            return study
+
+    def ready(study: optuna.Study) -> TrialQueue:
+        stored = study.user_attrs
+        if attrs.STUDY_FINGERPRINT not in stored:
+            # New (or its creator died before this was written): the design goes in first,
+            # the identity of its checkpoints last. Every writer writes the same values.
             with warnings.catch_warnings():  # "experimental" since Optuna 3.2; still is
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names([definition.metric])  # the dashboard's, not "Objective 0"
             for key, value in recorded.items():
                 study.set_user_attr(key, value)
-        else:
-            check_same_design(definition, study, redact(url))
+            stored = study.user_attrs
+        check_same_design(definition, study, redact(url))
+        if attrs.STUDY_UID not in stored:
+            study.set_user_attr(attrs.STUDY_UID, uuid.uuid4().hex)
         queue = queue_for(study)
         sampler.read_trials = queue.value_trials
-        budgets.lay_out(study, definition.budget if budget is None else budget)
-    return study, queue
+        queue.lay_out(definition.budget if budget is None else budget)
+        refuse_foreign(queue, definition)
+        return queue
+
+    study = load()
+    if study is not None:
+        # Read the whole study before the layout: Optuna's cache then reads only what
+        # changed, and workers joining a study of 10,000 trials do not queue up behind each
+        # other's full read.
+        study.get_trials(deepcopy=False)
+    if kind(url) == "postgresql":
+        # No cross-process lock: the database guards creation (a unique study name), the
+        # design's attributes (the same values from every writer) and the layout (the
+        # slots' primary key), so workers join in parallel, also through PgBouncer.
+        study = study or create()
+        return study, ready(study)
+    with exclusive(url, definition.name):
+        study = study or load() or create()
+        return study, ready(study)
+
+
+def refuse_foreign(queue: TrialQueue, definition: Study) -> None:
+    """Fail WAITING trials that are not the design's (enqueued by hand with
+    ``study.enqueue_trial``, or by another client), saying why on the trial: hpo runs only
+    its design's slots, and one of them would take a slot of the wrong value."""
+    import logging
+
+    from optuna.trial import TrialState
+
+    for trial in queue.foreign_waiting():
+        value = {n: trial.params[n] for n in definition.space.scientific if n in trial.params}
+        named = ", ".join(f"{k}={v!r}" for k, v in value.items()) or "no scientific value"
+        reason = (f"trial #{trial.number} ({named}) was enqueued outside hpo's design; hpo "
+                  "runs only the design's slots: grow the design with --trials, or re-run a "
+                  "trial with other seeds with hpo seeds")
+        storage = queue.storage
+        trial_id = queue.trial_id(trial)
+        storage.set_trial_user_attr(trial_id, attrs.ERROR, reason)
+        if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            logging.getLogger("hpo.store").warning("hpo: %s", reason)
 
 
 def load_stored_study(definition: Study, url: str) -> optuna.Study:

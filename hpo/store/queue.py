@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from hpo import attrs
-from hpo.design import is_seed_rerun
+from hpo.design import is_seed_rerun, slot_of
+from hpo.store.pgqueue import Slot
 from hpo.store.optuna_internals import (
     heartbeat_interval,
     rdb_backend,
@@ -67,8 +68,9 @@ class TrialQueue:
         """
         storage = self.storage
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if beyond_budget(trial.user_attrs, budget):
-                continue
+            if beyond_budget(trial.user_attrs, budget) or not (
+                    attrs.SLOT in trial.user_attrs or is_seed_rerun(trial)):
+                continue  # not the design's to run now (or at all: enqueued by hand)
             trial_id = trial_id_of(trial)
             try:
                 # False when another worker popped it first: try the next one.
@@ -101,6 +103,55 @@ class TrialQueue:
 
     def trial_id(self, trial: FrozenTrial | optuna.Trial) -> int:
         return trial_id_of(trial)
+
+    # --- the design's slots --------------------------------------------------------------
+
+    def lay_out(self, budget: int) -> int:
+        """Make sure slots 0..budget-1 exist; returns how many were added. Call under
+        :func:`hpo.store.opening.exclusive`: two callers at once would add a slot twice."""
+        planned = {t.user_attrs[attrs.SLOT] for t in self.study.get_trials(deepcopy=False)
+                   if attrs.SLOT in t.user_attrs}
+        missing = [s for s in range(budget) if s not in planned]
+        self.study.add_trials([
+            create_trial(state=TrialState.WAITING, params=x.params, distributions=x.dists,
+                         user_attrs={attrs.SLOT: x.slot, attrs.SEED: x.seed},
+                         system_attrs={attrs.FIXED_PARAMS: {}})
+            for x in self._plan(missing)])
+        return len(missing)
+
+    def _plan(self, slots: list[int]) -> list[Slot]:
+        sampler = self.study.sampler
+        out = []
+        for slot in slots:
+            params, dists = sampler.planned(slot) or ({}, {})  # type: ignore[attr-defined]
+            out.append(Slot(slot, sampler.trial_seed(slot), params, dists))  # type: ignore[attr-defined]
+        return out
+
+    def add_retry(self, failed: FrozenTrial) -> bool:
+        """Queue the next attempt at a failed trial's slot: a WAITING copy with the same
+        parameters, slot, seed and reported steps (Optuna's ``failed_trial`` /
+        ``retry_history`` system attributes, so its tools understand it)."""
+        system_attrs = {
+            **failed.system_attrs,
+            attrs.FAILED_TRIAL: failed.system_attrs.get(attrs.FAILED_TRIAL, failed.number),
+            attrs.RETRY_HISTORY: [*failed.system_attrs.get(attrs.RETRY_HISTORY, []),
+                                  failed.number],
+        }
+        self.study.add_trial(create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs={k: v for k, v in failed.user_attrs.items() if k not in attrs.ATTEMPT},
+            system_attrs=system_attrs,
+            intermediate_values=failed.intermediate_values,
+        ))
+        return True
+
+    def foreign_waiting(self) -> list[FrozenTrial]:
+        """WAITING trials that are neither a design slot nor a seed re-run: enqueued by
+        hand or by another client."""
+        return [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if attrs.SLOT not in t.user_attrs and not is_seed_rerun(t)]
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -140,6 +191,10 @@ class TrialQueue:
         """Seconds since each running trial's last heartbeat ({} where there are none)."""
         return {}
 
+    def heartbeats(self) -> dict[int, Any]:
+        """Each RUNNING trial's last heartbeat as stored ({} where there are none)."""
+        return {}
+
 
 class PostgresQueue(TrialQueue):
     """The queue on PostgreSQL: hpo's statements (:mod:`hpo.store.pgqueue`)."""
@@ -174,6 +229,22 @@ class PostgresQueue(TrialQueue):
 
     def value_trials(self, known: dict[int, FrozenTrial]) -> list[FrozenTrial] | None:
         return self.backend.tpe_trials(self.study_id, known, running=True)
+
+    def lay_out(self, budget: int) -> int:
+        # In bulk and under the database's own guard (hpo.store.pgqueue.lay_out_slots); no
+        # cross-process lock is needed around it.
+        return self.backend.lay_out_slots(self.study_id, budget, self._plan)
+
+    def add_retry(self, failed: FrozenTrial) -> bool:
+        if is_seed_rerun(failed):  # not a design slot: Optuna's own copy
+            return super().add_retry(failed)
+        return self.backend.retry_slot(self.study_id, failed, slot_of(failed), attrs.ATTEMPT)
+
+    def foreign_waiting(self) -> list[FrozenTrial]:
+        return [self.storage.get_trial(i) for i in self.backend.foreign_waiting(self.study_id)]
+
+    def heartbeats(self) -> dict[int, Any]:
+        return self.backend.heartbeats(self.study_id)
 
     def heartbeat_ages(self, trial_ids: list[int]) -> dict[int, float]:
         if not trial_ids:

@@ -38,8 +38,21 @@ MINE = {"host": "gpu-7", "worker_pid": 4242, "gpu": "NVIDIA H100", "note": [1, {
 
 
 def waiting(study, **kwargs):
+    """A WAITING trial added as Optuna adds one; with a slot (and not a seed re-run), it is
+    registered as that slot's next attempt, as hpo's layout and retries register theirs."""
     study.add_trial(create_trial(state=TrialState.WAITING, **kwargs))
-    return study.get_trials(deepcopy=False)[-1]
+    trial = study.get_trials(deepcopy=False)[-1]
+    user_attrs = kwargs.get("user_attrs", {})
+    backend = getattr(study._storage, "_backend", None)
+    if hasattr(backend, "engine") and "slot" in user_attrs and "seed_rerun_of" not in user_attrs:
+        import sqlalchemy
+
+        with study._storage._backend.engine.begin() as conn:
+            conn.execute(sqlalchemy.text(
+                "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) SELECT :s, :slot,"
+                " (SELECT count(*) FROM hpo_slots WHERE study_id = :s AND slot = :slot), :t"),
+                {"s": study._study_id, "slot": user_attrs["slot"], "t": trial._trial_id})
+    return trial
 
 
 @pytest.fixture
