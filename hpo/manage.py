@@ -39,7 +39,8 @@ class Retried:
 def retry_failed(definition: Study, url: str, kinds: set[str]) -> list[Retried]:
     """Queue every failed slot of these kinds (and failed seed re-runs) again as a new
     attempt: a WAITING copy with the same parameters, slot and seed, as the reaper queues a
-    dead worker's trial (:meth:`hpo.store.queue.TrialQueue.add_retry`). The failed attempt stays, as an earlier attempt of its slot.
+    dead worker's trial (:meth:`hpo.store.queue.TrialQueue.add_retry`). The failed attempt
+    stays, as an earlier attempt of its slot.
 
     Raises NothingToDo when there is none. Under the study's lock, so two ``hpo retry`` at
     once cannot queue a slot twice (a slot whose latest attempt is no longer FAIL is skipped).

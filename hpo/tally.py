@@ -177,8 +177,9 @@ def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally,
 def failed_slots(tallies: Iterable[ValueTally], budget: int | None = None) -> list[Slot]:
     """Design slots whose final attempt failed with an error, a timeout or an infrastructure
     failure (not infeasible): what makes ``hpo run`` exit 1 and ``hpo retry`` queue again."""
-    return [s for v in tallies for s in v.slots
-            if (budget is None or s.slot < budget) and failures.is_failure(s.final)]
+    return sorted((s for v in tallies for s in v.slots
+                   if (budget is None or s.slot < budget) and failures.is_failure(s.final)),
+                  key=lambda s: s.slot)
 
 
 def slots_done(tallies: Iterable[ValueTally], budget: int | None = None) -> int:

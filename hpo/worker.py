@@ -398,8 +398,12 @@ def _record(queue: TrialQueue, trial: optuna.Trial, value: float | None = None, 
             queue.finish(claimed, value)
         else:
             queue.study.tell(trial, value, state=state)
-    except UpdateFinishedTrialError:
+    except (UpdateFinishedTrialError, ValueError) as e:
+        # Optuna says "finished" two ways: UpdateFinishedTrialError when the write finds it
+        # so, ValueError ("Cannot tell a FAIL trial") when tell's own read already did.
         stored = queue.storage.get_trial(queue.trial_id(trial))
+        if isinstance(e, ValueError) and not stored.state.is_finished():
+            raise
         ours = stored.state == state if state is not None else (
             stored.state.name == "COMPLETE" and stored.value == value)
         if not ours:
