@@ -266,6 +266,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     import optuna
 
     from hpo.analysis.summary import summary_table
+    from hpo.context import check_checkpoint_root
     from hpo.fleet import Fleet, FleetStopped, seats
     from hpo.store import open_study
     from hpo.store.budget import progress
@@ -277,6 +278,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     definition = load_study_file(args.study_file)
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
+    check_checkpoint_root()  # before anything is written: every worker would fail on it
     study, _ = open_study(definition, url, budget=budget)
     timeout = args.trial_timeout or definition.trial_timeout
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
@@ -340,7 +342,7 @@ def _status(args: argparse.Namespace, url: str) -> int:
     definition = load_study_file(args.study_file)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Read-only on every storage: no journal file made, no table created in an empty database.
-    storage = open_storage(url, read_only=True)
+    storage = open_storage(url, create=False)
     try:
         study = optuna.load_study(study_name=definition.name, storage=storage)
     except KeyError:

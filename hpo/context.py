@@ -169,9 +169,8 @@ class Context:
         self._trial = trial
         self.seed = seed
         self._device = device
-        self._checkpoint_root = Path(
-            checkpoint_root or env.raw(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
-        )
+        self._checkpoint_root = (Path(checkpoint_root) if checkpoint_root
+                                 else default_checkpoint_root())
         self._study_name = study_name or trial.study.study_name
         self._study_key: str | None = None
 
@@ -399,6 +398,39 @@ class Context:
         """
         folder = self.checkpoint_dir
         return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+
+
+def default_checkpoint_root() -> Path:
+    """The folder every trial's checkpoints go under: ``$HPO_CHECKPOINT_DIR`` (set from
+    ``--checkpoint-dir``), else ``./hpo-checkpoints``."""
+    return Path(env.raw(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR)
+
+
+def check_checkpoint_root() -> None:
+    """Refuse, before any trial runs, a checkpoint folder that cannot be written (read-only,
+    not a folder, no permission): otherwise every trial that checkpoints would fail.
+
+    Writes (and removes) a probe file in the folder, or in its nearest existing parent when
+    it does not exist yet, so nothing is left behind for studies that never checkpoint.
+    """
+    import tempfile
+
+    from hpo.errors import InputError
+
+    root = default_checkpoint_root().absolute()
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".hpo-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"checkpoint folder {str(root)!r} cannot be written ({e.strerror or e} at "
+            f"{str(probe)!r}); give a writable folder with --checkpoint-dir or "
+            f"${CHECKPOINT_ENV}") from None
 
 
 def _safe(name: str) -> str:

@@ -75,7 +75,9 @@ class Deadline:
             raise RuntimeError("a trial timeout needs the objective in the main thread")
         self._previous = signal.signal(signal.SIGALRM, self._alarm)
         self._armed = True
-        self._main = threading.main_thread().ident
+        main = threading.main_thread().ident
+        assert main is not None  # it is running: this is it
+        self._main = main
         self._thread = threading.Thread(target=self._watch, name="hpo-deadline", daemon=True)
         self._thread.start()
         return self

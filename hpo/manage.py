@@ -7,6 +7,7 @@ attempt decides it, earlier attempts are kept and shown as retried.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from hpo import attrs, failures
 from hpo.errors import InputError
 from hpo.store import StorageError, exclusive, load_stored_study, open_storage, redact
+from hpo.store import kind as storage_kind
 
 if TYPE_CHECKING:
     from hpo.study import Study
@@ -21,6 +23,12 @@ if TYPE_CHECKING:
 
 class NothingToDo(InputError):
     """The command has nothing to act on (exit 2): one line that says why."""
+
+
+def _guarded(url: str, name: str) -> contextlib.AbstractContextManager[None]:
+    """The study's lock on a file storage; on PostgreSQL the database guards a slot's next
+    attempt itself (one attempt n+1 per attempt n), and there is no lock to take."""
+    return contextlib.nullcontext() if storage_kind(url) == "postgresql" else exclusive(url, name)
 
 
 # --- hpo retry -----------------------------------------------------------------------------
@@ -53,7 +61,7 @@ def retry_failed(definition: Study, url: str, kinds: set[str]) -> list[Retried]:
         raise InputError(f"--kind {', '.join(sorted(unknown))}: cannot be retried; allowed: "
                          f"{', '.join(failures.RETRYABLE)}, all (infeasible trials are results)")
     study = load_stored_study(definition, url)
-    with exclusive(url, definition.name):
+    with _guarded(url, definition.name):
         values = tally(definition, study.get_trials(deepcopy=False))
         todo = [(s.final, False) for v in values for s in v.slots
                 if failures.kind_of(s.final) in kinds]
@@ -110,7 +118,7 @@ def studies_table(url: str) -> str:
     from hpo.tables import render_table
     from hpo.tally import Counts, design_slots
 
-    storage = open_storage(url, read_only=True)
+    storage = open_storage(url, create=False)
     summaries = sorted(optuna.study.get_all_study_summaries(storage, include_best_trial=False),
                        key=lambda s: s.study_name)
     if not summaries:
@@ -149,7 +157,7 @@ def delete_study(definition: Study, url: str, *, yes: bool) -> str:
     from hpo.store.leases import dead_trials
     from hpo.store.queue import queue_for
 
-    storage = open_storage(url, read_only=True)
+    storage = open_storage(url, create=False)
     try:
         study = optuna.load_study(study_name=definition.name, storage=storage)
     except KeyError:
@@ -171,7 +179,7 @@ def delete_study(definition: Study, url: str, *, yes: bool) -> str:
                 f"study {definition.name!r} has {len(alive)} trial(s) running right now (#"
                 + ", #".join(map(str, alive[:8])) + "); stop its workers first (Ctrl-C, "
                 "SIGTERM), then delete it")
-    with exclusive(url, definition.name):
+    with _guarded(url, definition.name):
         optuna.delete_study(study_name=definition.name, storage=storage)
     return f"deleted {what}"
 

@@ -141,6 +141,10 @@ def design_slots(trials: Iterable[FrozenTrial]) -> tuple[Slot, ...]:
             attempts.setdefault(slot_of(trial), []).append(trial)
     return tuple(Slot(slot, tried[-1], tuple(tried[:-1]))
                  for slot, tried in sorted(attempts.items()))
+def value_of(trial: FrozenTrial) -> float:
+    """A complete trial's value: Optuna types it optional, but a COMPLETE trial has one."""
+    assert trial.value is not None, f"trial #{trial.number} has no value"
+    return trial.value
 
 
 def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally, ...]:
@@ -169,7 +173,7 @@ def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally,
                                 key=lambda t: t.number)),
             retried=sum(len(s.earlier) for s in slots)
             + sum(len(tried) - 1 for tried in by_chain.values()),
-            best=min(complete, key=lambda t: (sign * t.value, t.number), default=None),
+            best=min(complete, key=lambda t: (sign * value_of(t), t.number), default=None),
         ))
     return tuple(out)
 

@@ -19,7 +19,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from hpo import attrs, failures
-from hpo.context import Config, Context
+from hpo.context import Config, Context, check_checkpoint_root
 from hpo.deadline import in_storage_code
 from hpo.design import Design
 from hpo.errors import HpoError, InfrastructureError
@@ -92,6 +92,7 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     previous = {s: signal.signal(s, _raise_stop) for s in STOP_SIGNALS}
     total = definition.budget if budget is None else budget
+    check_checkpoint_root()  # a folder no trial could checkpoint in: exit 2, nothing written
     study, queue = open_study(definition, url, budget=total)
     provenance = collect(study_file)
     timeout = definition.trial_timeout if trial_timeout is None else trial_timeout
@@ -349,7 +350,7 @@ def _infrastructure(error: BaseException, number: int) -> InfrastructureError | 
     """The infrastructure failure behind an objective's exception, or None if it is the
     objective's own: a checkpoint folder that cannot be written, a database connection
     lost for longer than ``$HPO_DB_PATIENCE``."""
-    from hpo.store.reconnect import is_connection_error
+    from hpo.store.reconnect import is_connection_loss
 
     current: BaseException | None = error
     seen: set[int] = set()
@@ -358,7 +359,7 @@ def _infrastructure(error: BaseException, number: int) -> InfrastructureError | 
             return current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
-    if is_connection_error(error):
+    if is_connection_loss(error):
         return InfrastructureError(
             f"trial {number}: lost the database connection for good ({type(error).__name__}: "
             f"{_first_line(error)}); the trial went back to the queue; start the worker again "

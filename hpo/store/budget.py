@@ -16,15 +16,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from hpo import attrs
 from hpo.design import is_seed_rerun
 
 if TYPE_CHECKING:
     import optuna
-
-    from hpo.sampling import PlaybookSampler
 
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 

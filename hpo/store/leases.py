@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from hpo import attrs, env
 from hpo.store.optuna_internals import trial_id_of
@@ -125,11 +125,13 @@ class Reaper:
         dead, seen = [], {}
         for t in running:
             trial_id = trial_id_of(t)
-            pid, started = t.user_attrs.get(attrs.WORKER_PID), t.user_attrs.get(attrs.WORKER_STARTED)
+            pid = t.user_attrs.get(attrs.WORKER_PID)
+            started = t.user_attrs.get(attrs.WORKER_STARTED)
             local = t.user_attrs.get(attrs.HOST) == host and isinstance(pid, int)
             if local and pid == me:
                 continue
-            if local and _same_process_gone(pid, started if isinstance(started, int) else None):
+            if local and isinstance(pid, int) and _same_process_gone(
+                    pid, started if isinstance(started, int) else None):
                 dead.append(t)
                 continue
             if not self.queue.heartbeat_interval and isinstance(pid, int):
@@ -158,8 +160,8 @@ class Reaper:
             who = ("taken by a client that is not an hpo worker (no owner, no heartbeat for "
                    f"{self.grace:.0f}s)")
         reason = (f"{who}; retried as a new trial, attempt {deaths + 1}" if retry else
-                  f"{who}; attempt {deaths} of this trial, not retried again "
-                  f"(limit {self.max_retry} retries, HPO_MAX_RETRY)")
+                  f"{who}; its worker died {deaths} times running this trial, not retried "
+                  f"again (limit {self.max_retry} retries, HPO_MAX_RETRY)")
         try:
             storage.set_trial_user_attr(trial_id, attrs.ERROR, reason)
             storage.set_trial_user_attr(trial_id, attrs.FAILURE_KIND, "infrastructure")
@@ -185,7 +187,7 @@ def dead_trials(queue: TrialQueue) -> list[optuna.trial.FrozenTrial]:
         pid, started = t.user_attrs.get(attrs.WORKER_PID), t.user_attrs.get(attrs.WORKER_STARTED)
         local = t.user_attrs.get(attrs.HOST) == host and isinstance(pid, int)
         age = ages.get(trial_id_of(t))
-        if local and pid != os.getpid() and _same_process_gone(
+        if local and isinstance(pid, int) and pid != os.getpid() and _same_process_gone(
                 pid, started if isinstance(started, int) else None):
             out.append(t)
         elif age is not None and age > grace or not isinstance(pid, int):

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
+import random
+import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
 from hpo import attrs, env
+from hpo.errors import InfrastructureError
 from hpo.store.urls import (
     ALLOWED,
     ENV_VAR,
@@ -42,64 +44,120 @@ if TYPE_CHECKING:
     from hpo.store.queue import TrialQueue
     from hpo.study import Study
 
-# Any constant works; it only has to differ from other applications' advisory locks.
-_SCHEMA_LOCK_KEY = 0x6870_6F00
-
-
 class StudyMismatchError(StorageError):
     """A stored study under this name was created from a different design."""
 
 
-def open_storage(url: str, *, create: bool = True, read_only: bool = False) -> BaseStorage:
+def open_storage(url: str, *, create: bool = True) -> BaseStorage:
     """An Optuna storage for the URL; an unusable URL raises StorageError with one line.
 
     ``create=False`` is for read-only commands: a journal file that does not exist is an
-    error rather than a new empty file. ``read_only=True`` (implies ``create=False``) also
-    creates no table or index in a database: one without Optuna's tables holds no study
-    (StorageError, exit 2).
+    error rather than a new empty file, and a database gets no table or index: one without
+    Optuna's tables holds no study (StorageError "no hpo study here", exit 2).
     """
     storage_kind = kind(url)
-    create = create and not read_only
     if storage_kind == "journal":
         if not create and not Path(url).is_file():
             raise StorageError(f"storage {url!r} does not exist; give the journal file the "
                                f"workers wrote (--storage or ${ENV_VAR})")
         return _open_journal(url)
+    if storage_kind == "sqlite":
+        return _open_rdb(url, lambda: _sqlite(url, read_only=not create), patient=create)
+    # A worker waits for a database that is not up yet; a read-only command says so at once.
+    return _open_rdb(url, lambda: _postgresql(url, read_only=not create), patient=create)
+
+
+class StorageUnavailable(InfrastructureError):
+    """The storage is right but cannot be reached now (exit 1): waited HPO_DB_PATIENCE."""
+
+
+def _open_rdb(url: str, make: Callable[[], BaseStorage], *, patient: bool) -> BaseStorage:
+    """Open, riding out a database that is not up yet (``patient``); only bad input is
+    exit 2."""
+    import sqlalchemy.exc
+
+    from hpo.store.reconnect import is_connection_loss, retry_while_unreachable
+
+    try:
+        if not patient:
+            return make()
+        return retry_while_unreachable(make, what=f"the connection to {redact(url)}")
+    except StorageError:
+        raise  # already one line that says what is wrong (no hpo study here)
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        message = clean(e, url)
+        if _out_of_connections(e):
+            raise StorageUnavailable(
+                f"storage {redact(url)}: the server has no connection slots left ({message});"
+                " lower the number of workers, raise max_connections, or put PgBouncer in"
+                " front (each worker holds one connection, the supervisor one)") from None
+        if is_connection_loss(e):
+            raise StorageUnavailable(
+                f"cannot reach storage {redact(url)}: {message}; "
+                + (f"waited {env.db_patience():.0f}s (HPO_DB_PATIENCE); " if patient else "")
+                + "start the database or check the network, then run the same command "
+                "again") from None
+        raise StorageError(
+            f"cannot open storage {redact(url)}: {message}; "
+            f"check the host, database and credentials (allowed: {ALLOWED})") from None
+    except (ImportError, ValueError) as e:
+        raise StorageError(
+            f"cannot open storage {redact(url)}: {clean(e, url)}; "
+            f"check the URL (allowed: {ALLOWED})") from None
+
+
+def _out_of_connections(error: BaseException) -> bool:
+    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    text = str(getattr(error, "orig", error)).lower()
+    return code in ("53300", "53400") or "too many clients" in text \
+        or "remaining connection slots are reserved" in text
+
+
+def _sqlite(url: str, *, read_only: bool) -> BaseStorage:
+    from optuna.storages import RDBStorage
+
+    if read_only:
+        _require_tables(url, "sqlite")
+    return RDBStorage(url, skip_table_creation=read_only)
+
+
+def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
     import optuna
     import sqlalchemy.exc
-    from optuna.storages import RDBStorage
 
     from hpo.store.optuna_internals import check_schema
     from hpo.store.reconnect import ReconnectingRDBStorage
 
-    try:
-        if read_only:
-            _require_tables(url, storage_kind)
-        if storage_kind == "sqlite":
-            return RDBStorage(url, skip_table_creation=read_only)
-        with _schema_lock(url, storage_kind) if not read_only else contextlib.nullcontext(), \
-                warnings.catch_warnings():
-            # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = ReconnectingRDBStorage(
-                sqlalchemy_url(url),
-                # pre_ping replaces connections the server dropped (restart, idle timeout).
-                engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}},
-                heartbeat_interval=env.heartbeat_interval(),
-                grace_period=env.heartbeat_grace(),
-                skip_table_creation=read_only,
-            )
-            check_schema(storage, redact(url))
-            if not read_only:
-                storage.ensure_hpo_schema()
-            return storage
-    except StorageError:
-        raise  # already one line that says what is wrong
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        raise StorageError(
-            f"cannot open storage {redact(url)}: {clean(e, url)}; "
-            f"check the host, database and credentials (allowed: {ALLOWED})"
-        ) from None
+    if read_only:
+        _require_tables(url, "postgresql")
+    # No lock around table creation: the first workers to start on an empty database may
+    # collide creating the same tables (optuna#1092, #4621); the loser finds them made and
+    # tries again. A lock would serialize every worker's start-up, and a session lock does
+    # not survive PgBouncer's transaction pooling.
+    for attempt in range(8):
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = ReconnectingRDBStorage(
+                    sqlalchemy_url(url),
+                    # pre_ping replaces connections the server dropped (restart, idle
+                    # timeout).
+                    engine_kwargs={"pool_pre_ping": True,
+                                   "connect_args": {"connect_timeout": 10}},
+                    heartbeat_interval=env.heartbeat_interval(),
+                    grace_period=env.heartbeat_grace(),
+                    skip_table_creation=read_only,
+                )
+                check_schema(storage, redact(url))
+                if not read_only:
+                    storage.ensure_hpo_schema()
+                return storage
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if read_only or attempt == 7:
+                raise
+            time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _require_tables(url: str, storage_kind: str) -> None:
@@ -150,53 +208,21 @@ def open_existing_storage(url: str) -> BaseStorage:
         raise StorageError(
             f"storage {url!r}: no such SQLite file; give the --storage the study ran with"
         )
-    return open_storage(url, read_only=True)
-
-
-@contextlib.contextmanager
-def _schema_lock(url: str, storage_kind: str) -> Iterator[None]:
-    """Serialize Optuna's table creation: workers starting at once on an empty PostgreSQL
-    database otherwise race on CREATE TABLE and crash (optuna#1092, #4621)."""
-    if storage_kind != "postgresql":
-        yield
-        return
-    with _pg_advisory_lock(url, _SCHEMA_LOCK_KEY):
-        yield
-
-
-@contextlib.contextmanager
-def _pg_advisory_lock(url: str, key: int) -> Iterator[None]:
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    engine = sqlalchemy.create_engine(
-        sqlalchemy_url(url), poolclass=NullPool, connect_args={"connect_timeout": 10}
-    )
-    try:
-        with engine.connect() as conn:
-            # Session-level: released on unlock, or by the server if this process dies.
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-    finally:
-        engine.dispose()
+    return open_storage(url, create=False)
 
 
 @contextlib.contextmanager
 def exclusive(url: str, name: str) -> Iterator[None]:
-    """Hold a lock, across processes and machines, for the study called ``name``.
+    """Hold a lock, across the processes of this machine, for the study called ``name``
+    in a journal or SQLite file.
 
     Opening a study, checking its search space and laying out its budget must happen once
     even when many workers start at the same moment; this is the lock that makes it so.
+    (On PostgreSQL the database itself guards them: see :func:`open_study`.)
     """
     storage_kind = kind(url)
     if storage_kind == "postgresql":
-        digest = hashlib.sha256(f"hpo-study:{name}".encode()).digest()
-        with _pg_advisory_lock(url, int.from_bytes(digest[:8], "big", signed=True)):
-            yield
-        return
+        raise ValueError("PostgreSQL needs no lock of hpo's: the database guards the layout")
     path = url if storage_kind == "journal" else url.split(":///", 1)[-1]
     # flock on a file of our own, next to the storage: Optuna's journal uses its own lock
     # for appends, and we hold this one across several of them.
@@ -239,7 +265,7 @@ def open_study(definition: Study, url: str, *,
         try:
             return optuna.create_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
-                direction=definition.direction)
+                direction=cast(Literal["minimize", "maximize"], definition.direction))
         except optuna.exceptions.DuplicatedStudyError:  # another worker was first
             study = load()
             assert study is not None

@@ -17,13 +17,12 @@ attributes) still goes through Optuna.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
-from typing import Any
-
 import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from optuna import distributions
 from optuna.trial import FrozenTrial
@@ -111,6 +110,7 @@ class QueueStatements:
     """Mixed into hpo's RDBStorage for PostgreSQL (it needs ``self.engine``)."""
 
     engine: Any
+    _claimed: FrozenTrial | None  # the trial claim_trial just returned, until it is read
 
     def ensure_hpo_schema(self) -> None:
         """hpo's own table and index, next to Optuna's (which never sees them).
@@ -167,7 +167,8 @@ class QueueStatements:
             conn.execute(text(
                 "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) "
                 "SELECT :s, u.slot, 0, u.trial_id "
-                "FROM unnest(CAST(:slots AS integer[]), CAST(:ids AS integer[])) AS u(slot, trial_id)"),
+                "FROM unnest(CAST(:slots AS integer[]), CAST(:ids AS integer[])) "
+                "AS u(slot, trial_id)"),
                 {"s": study_id, "slots": [x.slot for x in slots], "ids": ids})
             _insert_rows(conn, "trial_user_attributes", ("trial_id", "key", "value_json"),
                          [(i, k, json.dumps(v)) for i, x in zip(ids, slots, strict=True)

@@ -8,14 +8,13 @@ Nothing outside :mod:`hpo.store` asks which storage it is talking to.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
 
 from hpo import attrs
 from hpo.design import is_seed_rerun, slot_of
-from hpo.store.pgqueue import Slot
 from hpo.store.optuna_internals import (
     heartbeat_interval,
     rdb_backend,
@@ -24,6 +23,7 @@ from hpo.store.optuna_internals import (
     study_id_of,
     trial_id_of,
 )
+from hpo.store.pgqueue import Slot
 
 if TYPE_CHECKING:
     import optuna
@@ -31,6 +31,18 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from hpo.store.reconnect import ReconnectingRDBStorage
+
+
+class _Playbook(Protocol):
+    """What the queue asks of the study's sampler (hpo.sampling.PlaybookSampler, which
+    hpo.store.opening gives every study; not imported here: sampling imports the store)."""
+
+    def trial_seed(self, slot: int) -> int: ...
+
+    def planned(self, slot: int) -> tuple[dict[str, Any], dict[str, BaseDistribution]] | None:
+        ...
+
+    def point(self, study: optuna.Study, trial: FrozenTrial) -> tuple[dict[str, Any], dict]: ...
 
 
 def queue_for(study: optuna.Study) -> TrialQueue:
@@ -120,11 +132,11 @@ class TrialQueue:
         return len(missing)
 
     def _plan(self, slots: list[int]) -> list[Slot]:
-        sampler = self.study.sampler
+        sampler = cast(_Playbook, self.study.sampler)
         out = []
         for slot in slots:
-            params, dists = sampler.planned(slot) or ({}, {})  # type: ignore[attr-defined]
-            out.append(Slot(slot, sampler.trial_seed(slot), params, dists))  # type: ignore[attr-defined]
+            params, dists = sampler.planned(slot) or ({}, {})
+            out.append(Slot(slot, sampler.trial_seed(slot), params, dists))
         return out
 
     def add_retry(self, failed: FrozenTrial) -> bool:
@@ -220,7 +232,7 @@ class PostgresQueue(TrialQueue):
 
     def _point(self, trial: FrozenTrial) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
         # The study's sampler is the playbook sampler: hpo.store.opening gives it.
-        return self.study.sampler.point(self.study, trial)  # type: ignore[attr-defined]
+        return cast(_Playbook, self.study.sampler).point(self.study, trial)
 
     def finish(self, trial: FrozenTrial, value: float) -> None:
         self.study.sampler.after_trial(self.study, trial, TrialState.COMPLETE, [value])

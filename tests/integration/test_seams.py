@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import hpo_cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "hpo"

@@ -158,6 +158,10 @@ CHECKPOINTING = '''
 from hpo import Study, nuisance, uniform
 
 def objective(config, ctx):
+    # The folder was fine when the worker started; now something else sits where this
+    # trial's checkpoints go (as a full disk or a lost mount would fail the write).
+    ctx.checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
+    ctx.checkpoint_dir.write_text("not a folder")
     ctx.save_checkpoint(0, {"x": config["x"]})
     return config["x"]
 
@@ -171,13 +175,12 @@ def test_a_checkpoint_that_cannot_be_written_hands_the_trial_back_and_stops(tmp_
 
     path, storage = tmp_path / "ckpt.py", tmp_path / "j.log"
     path.write_text(CHECKPOINTING)
-    blocker = tmp_path / "not-a-folder"
-    blocker.write_text("a file where the checkpoint folder should be")
-    result = hpo_cli("worker", path, "--storage", storage,
-                     env={"HPO_CHECKPOINT_DIR": str(blocker)})
+    root = tmp_path / "checkpoints"
+    result = hpo_cli("worker", path, "--storage", storage, env={"HPO_CHECKPOINT_DIR": str(root)})
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"hpo: error: cannot write checkpoint '{blocker}/")
+    assert last.startswith(f"hpo: error: cannot write checkpoint '{root}/")
+    assert "/slot-0/last.pt': File exists;" in last
     assert "its trial went back to the queue" in last
     assert "handed back" in result.stderr
     study = optuna.load_study(study_name="ckpt-v1", storage=open_storage(str(storage)))
