@@ -259,6 +259,10 @@ class Fleet:
                 bar.set_postfix_str(postfix, refresh=False)
                 bar.refresh()
                 time.sleep(0.5)
+            # The workers are done: the last word is read now, not from the last poll.
+            bar.n, postfix = self._progress(study)
+            bar.set_postfix_str(postfix, refresh=False)
+            bar.refresh()
         except FleetStopped:
             self.stop()
             raise
