@@ -73,7 +73,10 @@ class Deadline:
             return self
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("a trial timeout needs the objective in the main thread")
-        self._previous = signal.signal(signal.SIGALRM, self._alarm)
+        global _current
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        self._previous = None if previous is _on_alarm else previous
+        _current = self
         self._armed = True
         main = threading.main_thread().ident
         assert main is not None  # it is running: this is it
@@ -94,7 +97,8 @@ class Deadline:
             threading.Event().wait()
         assert self._thread is not None
         self._thread.join()
-        signal.signal(signal.SIGALRM, self._previous)
+        if self._previous not in (None, signal.SIG_DFL):
+            signal.signal(signal.SIGALRM, self._previous)  # the program's own alarm handler
 
     def _watch(self) -> None:
         assert self.seconds is not None
@@ -111,14 +115,27 @@ class Deadline:
     def _signal_main(self) -> None:
         # To the main thread itself: a process-wide signal could be taken by another
         # thread, and the main thread's sleep or read would not be interrupted.
-        signal.pthread_kill(self._main, signal.SIGALRM)
+        if self._armed:
+            signal.pthread_kill(self._main, signal.SIGALRM)
 
-    def _alarm(self, signum: int, frame: FrameType | None) -> None:
+    def _alarm(self, frame: FrameType | None) -> None:
         if not self._armed:
-            return
+            return  # a late signal: the trial has ended
         if in_storage_code(frame):
             # Inside a storage call: ask again in a moment, once it has returned.
             threading.Timer(RETRY_SECONDS, self._signal_main).start()
             return
         self._armed = False
         raise TrialTimeout(f"the trial ran past its time limit of {self.seconds:g}s")
+
+
+# Where SIGALRM had its default action, the handler stays installed after the trial: a
+# signal still on its way when a trial ended (the retry of one that arrived in storage code)
+# must find a handler that ignores it, never the default action, which ends the process. A
+# handler of the program's own is put back.
+_current: Deadline | None = None
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    if _current is not None:
+        _current._alarm(frame)

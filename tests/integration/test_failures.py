@@ -317,3 +317,36 @@ def test_export_json_has_the_kind_too(tmp_path):
     hpo_cli("run", path, "--storage", storage, cwd=tmp_path)
     rows = json.loads(hpo_cli("export", path, "--storage", storage, "--format", "json").stdout)
     assert [r["failure_kind"] for r in rows if r["state"] == "FAIL"] == ["error"] * 3
+
+
+def test_two_workers_stop_together_on_a_failing_study(tmp_path):
+    path, storage = tmp_path / "typo.py", tmp_path / "j.log"
+    path.write_text(TYPO_STUDY)
+    result = hpo_cli("run", path, "--storage", storage, "--workers", "2", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("hpo: error: stopped: the first") == 1  # said once, not per worker
+    states = [t.state for t in load(storage, "typo-v1").get_trials()]
+    assert TrialState.RUNNING not in states  # the other worker's trial was handed back
+    assert 3 <= states.count(TrialState.FAIL) <= 4  # at most one more in flight
+
+
+@pytest.mark.postgres
+def test_retry_on_postgresql_queues_the_next_attempt_of_each_failed_slot(tmp_path, pg_url):
+    path = tmp_path / "typo.py"
+    path.write_text(TYPO_STUDY)
+    env = {"HPO_STORAGE": pg_url}
+    assert hpo_cli("run", path, env=env, cwd=tmp_path).returncode == 1
+    path.write_text(TYPO_STUDY.replace('config["learning_rate"]', 'config["lr"]'))
+    retry = hpo_cli("retry", path, "--kind", "error", env=env)
+    assert retry.returncode == 0, retry.stderr
+    assert "queued 3 failed attempt(s) again" in retry.stderr
+    again = hpo_cli("retry", path, env=env)  # the slots now wait: nothing more to queue
+    assert again.returncode == 2 and "nothing to retry" in again.stderr
+    run = hpo_cli("run", path, "--workers", "2", env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    trials = optuna.load_study(study_name="typo-v1", storage=open_storage(pg_url)).get_trials()
+    assert len(trials) == 11
+    retried = [t for t in trials if "failed_trial" in t.system_attrs]
+    assert sorted(t.system_attrs["failed_trial"] for t in retried) == [0, 1, 2]
+    assert all(t.state == TrialState.COMPLETE and "failure_kind" not in t.user_attrs
+               and "error" not in t.user_attrs for t in retried)
