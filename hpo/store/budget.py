@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 from optuna.trial import TrialState
 
 from hpo import attrs
-from hpo.design import is_seed_rerun
 
 if TYPE_CHECKING:
     import optuna
@@ -54,20 +53,14 @@ def progress(study: optuna.Study, budget: int) -> tuple[int, int]:
     Seed re-runs share their original's slot but are not the design: a re-run waiting does
     not make its slot undone.
     """
-    pending = set()
-    planned = set()
-    for t in study.get_trials(deepcopy=False):
-        slot = t.user_attrs.get(attrs.SLOT)
-        if slot is None or slot >= budget:
-            continue
-        planned.add(slot)
-        if t.state in PENDING and not is_seed_rerun(t):
-            pending.add(slot)
-    return len(planned - pending), budget
+    from hpo.store.queue import queue_for
+
+    return queue_for(study).slots_done(budget), budget
 
 
 def finished(study: optuna.Study, budget: int) -> bool:
     """Every slot of the budget done, and no seed re-run waiting or running."""
-    if progress(study, budget)[0] < budget:
-        return False
-    return not any(is_seed_rerun(t) for t in study.get_trials(deepcopy=False, states=PENDING))
+    from hpo.store.queue import queue_for
+
+    queue = queue_for(study)
+    return queue.slots_done(budget) >= budget and not queue.pending_reruns()
