@@ -274,24 +274,19 @@ class Fleet:
         return not self.failing and progress(study, self._budget)[0] >= self._budget
 
     def _progress(self, study: optuna.Study) -> tuple[int, str]:
-        """Slots done, and how they ended with the best value so far, for the bar."""
-        from hpo.store.budget import progress
+        """Slots done, and how they ended with the best value so far, for the bar: one
+        aggregate read on PostgreSQL (TrialQueue.outcomes), however large the study."""
+        from hpo.store.queue import queue_for
 
-        if self._definition is None:
-            return progress(study, self._budget)[0], ""
-        from hpo.tally import Counts, slots_done, tally, value_of
-
-        definition = self._definition
-        values = tally(definition, study.get_trials(deepcopy=False))
-        c = Counts.of(s.final for v in values for s in v.slots if s.slot < self._budget)
-        sign = 1 if definition.direction == "minimize" else -1
-        best = min((v.best for v in values if v.best is not None),
-                   key=lambda t: sign * value_of(t), default=None)
+        outcomes = queue_for(study).outcomes(self._budget)
+        c = outcomes.counts
         text = (f"{c.complete} complete, {c.pruned} pruned, {c.infeasible} infeasible, "
                 f"{c.failed} failed")
-        if best is not None:
-            text += f", best {definition.metric} {value_of(best):.4g} (#{best.number})"
-        return slots_done(values, self._budget), text
+        if self._definition is not None:
+            best = outcomes.low if self._definition.direction == "minimize" else outcomes.high
+            if best is not None:
+                text += f", best {self._definition.metric} {best:.4g}"
+        return c.finished, text
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask every worker to hand its trial back and exit; kill what is left after timeout."""

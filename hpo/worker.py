@@ -96,7 +96,7 @@ def run_worker(
     study, queue = open_study(definition, url, budget=total)
     provenance = collect(study_file)
     timeout = definition.trial_timeout if trial_timeout is None else trial_timeout
-    fail_fast = FailFast(definition, study, max_errors, study_file)
+    fail_fast = FailFast(definition, queue, total, max_errors, study_file)
     reaping = _Reaping(Reaper(queue, max_retry=env.max_retry()))
     ran = 0
     try:
@@ -142,14 +142,16 @@ class FailFast:
     spent (and its slots used up) before anyone reads the first message. The whole study
     counts, not this worker's trials: sixteen workers stop after three errors, not 48. Once
     any trial has ended otherwise (complete, pruned, infeasible), the objective works and the
-    check is off for good, so it costs a read of the study only on a study's first errors.
+    check is off for good. Each look is one aggregate query (TrialQueue.outcomes); only a
+    study that is failing is read whole, for its first error's message.
     """
 
-    def __init__(self, definition: Study, study: optuna.Study, max_errors: int,
+    def __init__(self, definition: Study, queue: TrialQueue, budget: int, max_errors: int,
                  study_file: str | None = None):
         self._definition = definition
         self._study_file = study_file or "<study file>"
-        self._study = study
+        self._queue = queue
+        self._budget = budget
         self._max = max_errors
         self._armed = max_errors > 0
 
@@ -162,12 +164,14 @@ class FailFast:
     def check(self) -> None:
         if not self._armed:
             return
-        finished = _finished_design_trials(self._definition,
-                                           self._study.get_trials(deepcopy=False))
-        if any(failures.kind_of(t) != failures.ERROR for t in finished):
+        counts = self._queue.outcomes(self._budget).counts
+        if counts.finished > counts.error:
             self._armed = False  # the objective has worked (or failed otherwise): never again
-        elif len(finished) >= self._max:
-            raise StudyFailing(_fail_fast_message(finished, self._study_file))
+        elif counts.error >= self._max:
+            reason = fail_fast_reason(self._definition, self._queue.study.get_trials(
+                deepcopy=False), self._max, self._study_file)
+            if reason is not None:
+                raise StudyFailing(reason)
 
 
 def fail_fast_reason(definition: Study, trials: list[optuna.trial.FrozenTrial],
@@ -187,7 +191,8 @@ def _finished_design_trials(
     """Each design slot's final attempt, if finished, in the order they finished."""
     from hpo.tally import tally
 
-    return sorted((s.final for v in tally(definition, trials) for s in v.slots if s.done),
+    return sorted((s.final for v in tally(definition, trials) for s in v.slots
+                   if s.done and attrs.SLOT in s.final.user_attrs),
                   key=lambda t: (t.datetime_complete is None, t.datetime_complete, t.number))
 
 

@@ -350,3 +350,25 @@ def test_retry_on_postgresql_queues_the_next_attempt_of_each_failed_slot(tmp_pat
     assert sorted(t.system_attrs["failed_trial"] for t in retried) == [0, 1, 2]
     assert all(t.state == TrialState.COMPLETE and "failure_kind" not in t.user_attrs
                and "error" not in t.user_attrs for t in retried)
+
+
+@pytest.mark.postgres
+def test_outcomes_by_aggregate_query_agree_with_the_tally(tmp_path, pg_url):
+    from hpo.store.queue import queue_for
+    from hpo.study_file import load_study_file
+    from hpo.tally import Counts, tally
+
+    path = tmp_path / "mixed.py"
+    path.write_text(MIXED_STUDY)
+    run = hpo_cli("run", path, env={"HPO_STORAGE": pg_url}, cwd=tmp_path, timeout=240)
+    assert run.returncode == 1, run.stderr
+    study = optuna.load_study(study_name="mixed-v1", storage=open_storage(pg_url))
+    trials = study.get_trials()
+    values = tally(load_study_file(path), trials)
+    expected = Counts.of(s.final for v in values for s in v.slots)
+    outcomes = queue_for(study).outcomes(8)  # PostgreSQL: one query
+    assert outcomes.counts == expected
+    assert (expected.error, expected.infrastructure, expected.failed) == (1, 0, 1)
+    assert expected.diverged > 0 and expected.finished == 8
+    complete = [t.value for t in trials if t.state == TrialState.COMPLETE]
+    assert (outcomes.low, outcomes.high) == (min(complete), max(complete))
