@@ -276,7 +276,8 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
                 if seed is None:  # a trial enqueued by hand, outside the design's slots
                     seed = Design(definition.space, definition.seed).trial_seed(slot_of(claimed))
                     trial.set_user_attr(attrs.SEED, seed)
-                value = definition.objective(config, Context(trial, seed=seed))
+                ctx = Context(trial, seed=seed)
+                value = definition.objective(config, ctx)
         except optuna.TrialPruned:
             if not _record(queue, trial, state=TrialState.PRUNED):
                 return DROPPED
@@ -311,9 +312,22 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
                      f"diverged: {definition.metric} is {value}")
     if not _record(queue, trial, value, claimed=claimed):
         return DROPPED
+    if not getattr(definition.objective, "keeps_checkpoints", False):
+        _remove_checkpoints(ctx)
     log.info("trial %d finished: %s=%g %s", trial.number, definition.metric, value,
              dict(trial.params))
     return "complete"
+
+
+def _remove_checkpoints(ctx: Context) -> None:
+    """A completed slot's checkpoints served their purpose (resuming its attempts): remove
+    them, or a shared folder fills up over a study. An objective that keeps some on purpose
+    says so with a ``keeps_checkpoints = True`` attribute (hpo.train does)."""
+    import shutil
+
+    folder = ctx.checkpoint_dir
+    if folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 DROPPED = "dropped"
