@@ -14,8 +14,10 @@ worker does; a study with no file (``hpo.run(Study(...))`` in a notebook) forks 
 
 Nothing may hang. The worker is the watchdog:
 
-* a rank that dies without an outcome (a signal, an exit) fails the trial with
-  :class:`RankDied`, an infrastructure error, and the other ranks are stopped at once;
+* a rank that dies without an outcome (a signal, an exit) ends the attempt with
+  :class:`RankDied`, and the other ranks are stopped at once; the worker records it as a
+  dead worker's trial is recorded (failed as infrastructure, retried up to
+  ``$HPO_MAX_RETRY`` times, resuming from its checkpoint) and goes on;
 * a rank that raises fails the trial with its error: the first error wins, because the others'
   are usually about the peer that went away;
 * when rank 0 is done (a value, pruned, an error) the others have ``GRACE_SECONDS`` to end,
