@@ -15,7 +15,8 @@ later.study.trials_dataframe()                                # Optuna's own vie
 
 A study file runs exactly as ``hpo run`` runs it: supervised worker processes that each load
 the file. A :class:`~hpo.Study` made in the caller's own code (a notebook cell) runs in this
-process with ``workers=1``, and in forked copies of it with more: nothing needs a file then.
+process with ``workers=1``, and in forked copies of it with more: nothing needs a file then
+(but a forked process cannot use CUDA once this one has: give a GPU study a file).
 Heavy libraries load when a function is called: ``import hpo`` stays quick.
 """
 
