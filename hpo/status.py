@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
-from hpo import failures
+from hpo import attrs, failures
 from hpo.store.budget import planned_budget
 from hpo.store.leases import dead_trials
 from hpo.store.queue import queue_for
@@ -68,6 +68,14 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
         lines.append(f"stale: {len(stale)} trial(s) whose worker is gone (#"
                      + ", #".join(map(str, sorted(stale)))
                      + "); any worker of this study fails and retries them")
+    foreign = [t for t in trials if attrs.SLOT not in t.user_attrs
+               and attrs.SEED_RERUN_OF not in t.user_attrs]
+    if foreign:
+        lines.append(f"outside the design: {len(foreign)} trial(s) hpo did not lay out (#"
+                     + ", #".join(str(t.number) for t in foreign[:20])
+                     + (", ..." if len(foreign) > 20 else "")
+                     + "): enqueued by hand or taken by a client that is not an hpo worker;"
+                     " not counted, and a running one is reaped after the grace period")
     return "\n".join(lines)
 
 
