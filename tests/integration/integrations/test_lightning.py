@@ -103,7 +103,8 @@ def test_a_sigkilled_worker_resumes_from_lightnings_checkpoint_with_the_same_res
     retry = next(t for t in final.values() if t.system_attrs.get("failed_trial") == killed.number)
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
     # Lightning's own resume: from the end of an epoch at or after the last reported one.
-    assert retry.user_attrs["resumed_from_step"] >= max(killed.intermediate_values) > 0
+    # (The kill can fall between an epoch's report and its checkpoint: the one before.)
+    assert retry.user_attrs["resumed_from_step"] >= max(killed.intermediate_values) - 22 > 0
     assert not list((tmp_path / "ckpt").rglob("lightning-last.ckpt"))  # done with it
 
     value, uninterrupted = reference(tmp_path / "ref", retry.params, retry.user_attrs["seed"])
