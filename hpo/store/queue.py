@@ -8,6 +8,7 @@ Nothing outside :mod:`hpo.store` asks which storage it is talking to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from optuna.exceptions import UpdateFinishedTrialError
@@ -41,6 +42,9 @@ class _Playbook(Protocol):
 
     def planned(self, slot: int) -> tuple[dict[str, Any], dict[str, BaseDistribution]] | None:
         ...
+
+    def planned_many(self, slots: Sequence[int]
+                     ) -> list[tuple[dict[str, Any], dict[str, BaseDistribution]] | None]: ...
 
     def point(self, study: optuna.Study, trial: FrozenTrial) -> tuple[dict[str, Any], dict]: ...
 
@@ -133,11 +137,8 @@ class TrialQueue:
 
     def _plan(self, slots: list[int]) -> list[Slot]:
         sampler = cast(_Playbook, self.study.sampler)
-        out = []
-        for slot in slots:
-            params, dists = sampler.planned(slot) or ({}, {})
-            out.append(Slot(slot, sampler.trial_seed(slot), params, dists))
-        return out
+        return [Slot(slot, sampler.trial_seed(slot), *(planned or ({}, {})))
+                for slot, planned in zip(slots, sampler.planned_many(slots), strict=True)]
 
     def add_retry(self, failed: FrozenTrial) -> bool:
         """Queue the next attempt at a failed trial's slot: a WAITING copy with the same
