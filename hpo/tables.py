@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from hpo.counts import ValueCounts
     from hpo.tally import ValueTally
 
 # Design slots by their final attempt, then the attempts retried, then the seed re-runs
@@ -18,7 +19,7 @@ COUNT_COLUMNS = ("finished", "complete", "pruned", "failed", "running", "waiting
                  "seed re-runs")
 
 
-def count_cells(value: ValueTally) -> list[str]:
+def count_cells(value: ValueTally | ValueCounts) -> list[str]:
     c, r = value.counts, value.rerun_counts
     return [str(n) for n in (c.finished, c.complete, c.pruned, c.fail, c.running, c.waiting,
                              value.retried)] + [f"{r.finished}/{r.total}"]

@@ -28,7 +28,7 @@ from optuna import distributions
 from optuna.trial import FrozenTrial
 
 from hpo import attrs
-from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, trial_id_of
+from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, frozen_trials, trial_id_of
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hpo_slots (
@@ -123,6 +123,80 @@ WITH done AS (
 INSERT INTO trial_values (trial_id, objective, value, value_type)
 SELECT trial_id, 0, :value, 'FINITE' FROM done
 RETURNING trial_id
+"""
+
+# What hpo.tally counts, per scientific value (g = slot mod V), without loading a trial. A
+# trial's slot is its hpo_slots row (every design attempt hpo lays out or retries has one,
+# and no seed re-run does), else its slot attribute, else its number; a trial hpo_slots does
+# not know is a seed re-run if it has a seed_rerun_of attribute, chained to its retries by
+# failed_trial. A slot's, or a re-run chain's, final attempt is its latest trial; the others
+# were retried. Final attempts are counted by state and, for a FAIL, by the attributes that
+# say how it ended (:outcome_keys, few distinct values); with each group, how many of its
+# design slots are below the budget, and its first few FAIL trial numbers. With every row:
+# the best complete design trial of its value, the budget (as given, else the slots laid
+# out, else the design's), the slots laid out, the first start, and whether any trial has
+# finished. The attributes are looked up only for the few trials hpo_slots does not know.
+_COUNTS = """
+WITH base AS MATERIALIZED (
+    SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete, h.slot,
+           CASE WHEN h.slot IS NULL THEN
+               (SELECT CAST(a.value_json AS integer) FROM trial_user_attributes a
+                WHERE a.trial_id = t.trial_id AND a.key = :slot_key) END AS slot_attr,
+           CASE WHEN h.slot IS NULL THEN EXISTS (
+               SELECT 1 FROM trial_user_attributes r
+               WHERE r.trial_id = t.trial_id AND r.key = :rerun_key) ELSE false END AS rerun
+    FROM trials t LEFT JOIN hpo_slots h ON h.trial_id = t.trial_id AND h.study_id = :s
+    WHERE t.study_id = :s
+), slotted AS (
+    SELECT b.trial_id, b.number, b.state, b.rerun,
+           COALESCE(b.slot, b.slot_attr, b.number) AS slot,
+           CASE WHEN b.rerun THEN COALESCE(
+                    (SELECT CAST(f.value_json AS integer) FROM trial_system_attributes f
+                     WHERE f.trial_id = b.trial_id AND f.key = :failed_key), b.number)
+                ELSE COALESCE(b.slot, b.slot_attr, b.number) END AS chain
+    FROM base b
+), ranked AS (
+    SELECT c.*, ((c.slot % :v) + :v) % :v AS g, count(*) OVER w AS tries,
+           row_number() OVER (w ORDER BY c.number DESC) AS nth
+    FROM slotted c WINDOW w AS (PARTITION BY c.rerun, ((c.slot % :v) + :v) % :v, c.chain)
+), final AS MATERIALIZED (
+    SELECT r.*, CASE WHEN r.state = 'FAIL' THEN CAST(
+               (SELECT json_object_agg(a.key, a.value_json ORDER BY a.key)
+                FROM trial_user_attributes a
+                WHERE a.trial_id = r.trial_id AND a.key = ANY(CAST(:outcome_keys AS varchar[])))
+               AS text) END AS outcome
+    FROM ranked r WHERE r.nth = 1
+), study AS (
+    SELECT COALESCE(CAST(:budget AS integer),
+                    NULLIF(count(DISTINCT COALESCE(slot, slot_attr)), 0), :fallback) AS budget,
+           count(DISTINCT COALESCE(slot, slot_attr)) AS planned,
+           min(datetime_start) AS first_start,
+           COALESCE(bool_or(state IN ('COMPLETE', 'PRUNED', 'FAIL')
+                            AND datetime_complete IS NOT NULL), false) AS any_finished
+    FROM base
+), best AS MATERIALIZED (
+    SELECT DISTINCT ON (f.g) f.g, f.trial_id FROM final f
+    JOIN trial_values v ON v.trial_id = f.trial_id AND v.objective = 0
+    WHERE NOT f.rerun AND f.state = 'COMPLETE' AND v.value_type = 'FINITE'
+    ORDER BY f.g, :sign * v.value, f.number
+)
+SELECT f.g, f.rerun, CAST(f.state AS text), f.outcome, count(*), sum(f.tries - 1),
+       count(*) FILTER (WHERE NOT f.rerun AND f.slot < s.budget),
+       (array_agg(f.number ORDER BY f.number) FILTER (WHERE f.state = 'FAIL'))[1:8],
+       b.trial_id, s.budget, s.planned, s.first_start, s.any_finished
+FROM final f CROSS JOIN study s LEFT JOIN best b ON b.g = f.g
+GROUP BY f.g, f.rerun, f.state, f.outcome, b.trial_id, s.budget, s.planned, s.first_start,
+         s.any_finished
+"""
+
+_ALL_TRIALS = """
+SELECT """ + TRIAL_COLUMNS.format(t="t") + """ FROM trials t
+WHERE t.study_id = :study_id ORDER BY t.number
+"""
+
+_TRIALS_BY_ID = """
+SELECT """ + TRIAL_COLUMNS.format(t="t") + """ FROM trials t
+WHERE t.trial_id = ANY(:ids) ORDER BY t.number
 """
 
 
@@ -374,12 +448,66 @@ class QueueStatements:
         known.update((trial_id_of(t), t) for t in fetched if t.state.is_finished())
         return [*known.values(), *(t for t in fetched if not t.state.is_finished())]
 
+    def study_counts(self, study_id: int, *, values: int, sign: float, budget: int | None,
+                     fallback: int, outcome_keys: Sequence[str]) -> list[CountRow]:
+        """The rows of ``_COUNTS``: what :mod:`hpo.tally` counts, in one aggregate query
+        (see :meth:`hpo.store.queue.PostgresQueue.counts`, which assembles them)."""
+        import sqlalchemy
+
+        with self.engine.begin() as conn:
+            # Compiling this plan just in time costs more than running it.
+            conn.execute(sqlalchemy.text("SET LOCAL jit = off"))
+            rows = conn.execute(sqlalchemy.text(_COUNTS), {
+                "s": study_id, "v": values, "sign": sign, "budget": budget,
+                "fallback": fallback, "outcome_keys": list(outcome_keys),
+                "slot_key": attrs.SLOT, "rerun_key": attrs.SEED_RERUN_OF,
+                "failed_key": attrs.FAILED_TRIAL}).all()
+        return [CountRow(*row) for row in rows]
+
+    def all_trials(self, study_id: int) -> list[FrozenTrial]:
+        """Every trial of the study, in number order, in one query (Optuna's read builds
+        each trial from six ORM queries' rows and re-reads the unfinished ones)."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            result = conn.execute(sqlalchemy.text(_ALL_TRIALS), {"study_id": study_id})
+            return frozen_trials(result)
+
+    def trials_by_id(self, trial_ids: Sequence[int]) -> list[FrozenTrial]:
+        """These trials, in number order, in one query."""
+        import sqlalchemy
+
+        if not trial_ids:
+            return []
+        with self.engine.connect() as conn:
+            result = conn.execute(sqlalchemy.text(_TRIALS_BY_ID), {"ids": list(trial_ids)})
+            return frozen_trials(result)
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         claimed = getattr(self, "_claimed", None)
         if claimed is not None and trial_id_of(claimed) == trial_id:
             self._claimed = None
             return claimed
         return super().get_trial(trial_id)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class CountRow:
+    """One row of ``_COUNTS``: final attempts of one value, kind, state and outcome."""
+
+    group: int              # the scientific value's index (slot mod V)
+    rerun: bool             # seed re-runs, else design slots
+    state: str
+    outcome: str | None     # FAIL: {key: value_json} of the outcome attributes, as JSON
+    n: int
+    retried: int            # earlier attempts of these slots (or re-run chains)
+    below_budget: int       # design slots below the budget
+    failed_numbers: list[int] | None  # the first few FAIL trial numbers
+    best_id: int | None     # the value's best complete design trial
+    budget: int
+    planned: int
+    first_start: datetime | None
+    any_finished: bool
 
 
 @dataclass(frozen=True)
