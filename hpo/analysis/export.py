@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.analysis.results import RERUN_ATTR
+from hpo.store.queue import queue_for
 
 if TYPE_CHECKING:
     import optuna
@@ -32,7 +33,7 @@ def trial_rows(definition: Study, study: optuna.Study, *,
     space = definition.space
     roles = {n: hp.role for n, hp in space.hyperparameters.items()}
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in queue_for(study).all_trials():  # on PostgreSQL, one query of hpo's own
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,

@@ -14,6 +14,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpo import attrs
 from hpo import status as status_module
+from hpo.analysis import export
 from hpo.analysis.seeds import enqueue_seed_reruns
 from hpo.counts import from_tally
 from hpo.status import status_text
@@ -115,3 +116,13 @@ def test_status_is_the_same_from_the_queries_and_from_every_trial(study_file, pg
     monkeypatch.setattr(status_module, "queue_for", lambda s: Tallied(s, queue.backend))
     assert status_text(definition, study, now=now) == from_sql
     assert "budget: 11 of 16 trials done (69%)" in from_sql
+
+
+@pytest.mark.postgres
+def test_report_and_export_read_every_trial_as_optuna_reads_it(study_file, pg_url,
+                                                               monkeypatch):
+    definition, study, queue = every_case(study_file, pg_url)
+    assert queue.all_trials() == study.get_trials()
+    rows = export.trial_rows(definition, study, nested=True)
+    monkeypatch.setattr(export, "queue_for", lambda s: TrialQueue(s))
+    assert export.trial_rows(definition, study, nested=True) == rows
