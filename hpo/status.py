@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
+from hpo import failures
 from hpo.store.leases import dead_trials
 from hpo.store.queue import queue_for
-from hpo.tables import COUNT_COLUMNS, count_cells, render_table
+from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
 
 if TYPE_CHECKING:
     import optuna
@@ -38,6 +39,9 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
     rows = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)]
                                                      for v in counts.values]
     lines += [render_table(rows), ""]
+    kinds = kinds_line(counts.failed)
+    if kinds:
+        lines += [kinds, *_failure_lines(counts), ""]
 
     running = sorted(queue.running(), key=lambda t: t.number)
     ages = queue.heartbeat_ages([queue.trial_id(t) for t in running])
@@ -63,6 +67,17 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
                      + ", #".join(map(str, sorted(stale)))
                      + "); any worker of this study fails and retries them")
     return "\n".join(lines)
+
+
+def _failure_lines(counts: StudyCounts) -> list[str]:
+    """Each distinct failure message (error, timeout, infrastructure) with its trials."""
+    by_message = sorted(counts.failed_by(failures.RETRYABLE), key=lambda f: -f.count)
+    lines = [f"  {f.kind} x{f.count} (#{', #'.join(map(str, f.first))}"
+             f"{', ...' if f.count > len(f.first) else ''}): {f.message[:200]}"
+             for f in by_message]
+    if lines:
+        lines.append("  fix the cause, then hpo retry <study file> queues these slots again")
+    return lines
 
 
 def _eta(counts: StudyCounts, now: dt.datetime) -> str:

@@ -22,13 +22,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna import distributions
 from optuna.trial import FrozenTrial
 
 from hpo import attrs
 from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, frozen_trials, trial_id_of
+
+if TYPE_CHECKING:
+    from hpo.tally import Counts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hpo_slots (
@@ -61,6 +64,28 @@ SELECT count(*) FROM (
     SELECT DISTINCT ON (h.slot) t.state FROM hpo_slots h JOIN trials t ON t.trial_id = h.trial_id
     WHERE h.study_id = :s AND h.slot < :b ORDER BY h.slot, h.attempt DESC) latest
 WHERE latest.state NOT IN ('WAITING', 'RUNNING')
+"""
+
+# How the design slots stand, by their latest attempt: state, failure kind (hpo.failures;
+# trials from before kinds existed are read by their oom / diverged flags and the reaper's
+# message, as failures.kind_of does), how many, and the range of complete values.
+_OUTCOMES = """
+SELECT latest.state,
+       COALESCE(k.value_json, CASE WHEN o.value_json = 'true' THEN '"oom"'
+                                   WHEN d.value_json = 'true' THEN '"diverged"'
+                                   WHEN e.value_json LIKE '"worker died%' THEN '"infrastructure"'
+                                   ELSE '"error"' END),
+       count(*), min(v.value), max(v.value)
+FROM (SELECT DISTINCT ON (h.slot) t.trial_id, t.state FROM hpo_slots h
+      JOIN trials t ON t.trial_id = h.trial_id
+      WHERE h.study_id = :s AND h.slot < :b ORDER BY h.slot, h.attempt DESC) latest
+LEFT JOIN trial_user_attributes k ON k.trial_id = latest.trial_id AND k.key = :kind
+LEFT JOIN trial_user_attributes o ON o.trial_id = latest.trial_id AND o.key = :oom
+LEFT JOIN trial_user_attributes d ON d.trial_id = latest.trial_id AND d.key = :diverged
+LEFT JOIN trial_user_attributes e ON e.trial_id = latest.trial_id AND e.key = :error
+LEFT JOIN trial_values v ON v.trial_id = latest.trial_id AND v.objective = 0
+                         AND v.value_type = 'FINITE'
+GROUP BY 1, 2
 """
 
 _CLAIM = """
@@ -131,8 +156,9 @@ RETURNING trial_id
 # not know is a seed re-run if it has a seed_rerun_of attribute, chained to its retries by
 # failed_trial. A slot's, or a re-run chain's, final attempt is its latest trial; the others
 # were retried. Final attempts are counted by state and, for a FAIL, by the attributes that
-# say how it ended (:outcome_keys, few distinct values); with each group, how many of its
-# design slots are below the budget, and its first few FAIL trial numbers. With every row:
+# say how it ended (:outcome_keys: its kind and message), design slots below the budget apart
+# from the others; with each group its first few FAIL trial numbers and its lowest slot.
+# With every row:
 # the best complete design trial of its value, the budget (as given, else the slots laid
 # out, else the design's), the slots laid out, the first start, and whether any trial has
 # finished. The attributes are looked up only for the few trials hpo_slots does not know.
@@ -180,13 +206,14 @@ WITH base AS MATERIALIZED (
     WHERE NOT f.rerun AND f.state = 'COMPLETE' AND v.value_type = 'FINITE'
     ORDER BY f.g, :sign * v.value, f.number
 )
-SELECT f.g, f.rerun, CAST(f.state AS text), f.outcome, count(*), sum(f.tries - 1),
-       count(*) FILTER (WHERE NOT f.rerun AND f.slot < s.budget),
-       (array_agg(f.number ORDER BY f.number) FILTER (WHERE f.state = 'FAIL'))[1:8],
-       b.trial_id, s.budget, s.planned, s.first_start, s.any_finished
+SELECT f.g, f.rerun, CAST(f.state AS text), f.outcome, NOT f.rerun AND f.slot < s.budget,
+       count(*), sum(f.tries - 1),
+       (array_agg(f.number ORDER BY f.number)
+        FILTER (WHERE f.state = 'FAIL'))[1:CAST(:first AS integer)],
+       b.trial_id, s.budget, s.planned, s.first_start, s.any_finished, min(f.slot)
 FROM final f CROSS JOIN study s LEFT JOIN best b ON b.g = f.g
-GROUP BY f.g, f.rerun, f.state, f.outcome, b.trial_id, s.budget, s.planned, s.first_start,
-         s.any_finished
+GROUP BY f.g, f.rerun, f.state, f.outcome, NOT f.rerun AND f.slot < s.budget, b.trial_id,
+         s.budget, s.planned, s.first_start, s.any_finished
 """
 
 _ALL_TRIALS = """
@@ -360,6 +387,27 @@ class QueueStatements:
             return int(conn.execute(sqlalchemy.text(_SLOTS_DONE),
                                     {"s": study_id, "b": budget}).scalar_one())
 
+    def outcomes(self, study_id: int, budget: int) -> Outcomes:
+        """How the design slots below the budget stand (_OUTCOMES): one aggregate query."""
+        import sqlalchemy
+
+        from hpo.tally import Counts
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(sqlalchemy.text(_OUTCOMES), {
+                "s": study_id, "b": budget, "kind": attrs.FAILURE_KIND, "oom": attrs.OOM,
+                "diverged": attrs.DIVERGED, "error": attrs.ERROR}).all()
+        counts: dict[str, int] = {}
+        low = high = None
+        for state, kind, n, lowest, highest in rows:
+            field = {"WAITING": "waiting", "RUNNING": "running", "COMPLETE": "complete",
+                     "PRUNED": "pruned"}.get(state) or json.loads(kind)
+            counts[field] = counts.get(field, 0) + int(n)
+            if state == "COMPLETE" and lowest is not None:
+                low = lowest if low is None else min(low, lowest)
+                high = highest if high is None else max(high, highest)
+        return Outcomes(Counts(**counts), low, high)
+
     def reruns_pending(self, study_id: int) -> bool:
         import sqlalchemy
 
@@ -449,7 +497,7 @@ class QueueStatements:
         return [*known.values(), *(t for t in fetched if not t.state.is_finished())]
 
     def study_counts(self, study_id: int, *, values: int, sign: float, budget: int | None,
-                     fallback: int, outcome_keys: Sequence[str]) -> list[CountRow]:
+                     fallback: int, outcome_keys: Sequence[str], first: int) -> list[CountRow]:
         """The rows of ``_COUNTS``: what :mod:`hpo.tally` counts, in one aggregate query
         (see :meth:`hpo.store.queue.PostgresQueue.counts`, which assembles them)."""
         import sqlalchemy
@@ -459,7 +507,7 @@ class QueueStatements:
             conn.execute(sqlalchemy.text("SET LOCAL jit = off"))
             rows = conn.execute(sqlalchemy.text(_COUNTS), {
                 "s": study_id, "v": values, "sign": sign, "budget": budget,
-                "fallback": fallback, "outcome_keys": list(outcome_keys),
+                "fallback": fallback, "outcome_keys": list(outcome_keys), "first": first,
                 "slot_key": attrs.SLOT, "rerun_key": attrs.SEED_RERUN_OF,
                 "failed_key": attrs.FAILED_TRIAL}).all()
         return [CountRow(*row) for row in rows]
@@ -499,15 +547,26 @@ class CountRow:
     rerun: bool             # seed re-runs, else design slots
     state: str
     outcome: str | None     # FAIL: {key: value_json} of the outcome attributes, as JSON
+    in_budget: bool         # design slots below the budget
     n: int
     retried: int            # earlier attempts of these slots (or re-run chains)
-    below_budget: int       # design slots below the budget
     failed_numbers: list[int] | None  # the first few FAIL trial numbers
     best_id: int | None     # the value's best complete design trial
     budget: int
     planned: int
     first_start: datetime | None
     any_finished: bool
+    first_slot: int         # the lowest slot of these
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """How a study's design slots stand (TrialQueue.outcomes): counts by their latest
+    attempt's state and failure kind, and the range of complete values."""
+
+    counts: Counts
+    low: float | None
+    high: float | None
 
 
 @dataclass(frozen=True)

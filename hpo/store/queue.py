@@ -25,7 +25,7 @@ from hpo.store.optuna_internals import (
     study_id_of,
     trial_id_of,
 )
-from hpo.store.pgqueue import Slot
+from hpo.store.pgqueue import CountRow, Outcomes, Slot
 
 if TYPE_CHECKING:
     import optuna
@@ -210,6 +210,18 @@ class TrialQueue:
         return any(is_seed_rerun(t) for t in self.study.get_trials(
             deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
 
+    def outcomes(self, budget: int) -> Outcomes:
+        """How the design slots below ``budget`` stand, by their latest attempt: counts by
+        state and failure kind, and the lowest and highest complete value (the best, either
+        way). For the progress bar and fail-fast, which ask often."""
+        from hpo.tally import Counts, design_slots
+
+        mine = [t for t in self.study.get_trials(deepcopy=False) if attrs.SLOT in t.user_attrs]
+        finals = [s.final for s in design_slots(mine) if s.slot < budget]
+        values = [t.value for t in finals if t.state == TrialState.COMPLETE
+                  and t.value is not None]
+        return Outcomes(Counts.of(finals), min(values, default=None), max(values, default=None))
+
     def slots_done(self, budget: int) -> int:
         """Design slots below ``budget`` whose latest attempt has finished; a seed re-run
         waiting does not make its slot undone."""
@@ -292,25 +304,40 @@ class PostgresQueue(TrialQueue):
         # One aggregate query (hpo.store.pgqueue._COUNTS) and the few best trials: what the
         # tally would count, without loading the study. Its rows are counted back here as
         # the tally counts trials (hpo.counts.add_counts), each FAIL group through a trial
-        # carrying the attributes that say how it ended.
-        from hpo.counts import OUTCOME_KEYS, StudyCounts, ValueCounts, add_counts
+        # carrying the attributes that say how it ended, so hpo.failures reads its kind and
+        # message as it reads any trial's.
+        from hpo import failures
+        from hpo.counts import (
+            FIRST,
+            OUTCOME_KEYS,
+            Failed,
+            StudyCounts,
+            ValueCounts,
+            add_counts,
+            ordered,
+        )
 
         values = definition.space.scientific_values()
         rows = self.backend.study_counts(
             self.study_id, values=len(values),
             sign=1.0 if definition.direction == "minimize" else -1.0,
-            budget=budget, fallback=definition.budget, outcome_keys=OUTCOME_KEYS)
+            budget=budget, fallback=definition.budget, outcome_keys=OUTCOME_KEYS, first=FIRST)
         design: list[list[tuple[FrozenTrial, int]]] = [[] for _ in values]
         reruns: list[list[tuple[FrozenTrial, int]]] = [[] for _ in values]
         retried, best_ids, done = [0] * len(values), {}, 0
+        failed: dict[tuple[str, str, bool], list[CountRow]] = {}
         for row in rows:
             like = _like(row.state, row.outcome)
             (reruns if row.rerun else design)[row.group].append((like, row.n))
             retried[row.group] += row.retried
-            if like.state.is_finished():
-                done += row.below_budget
+            if row.in_budget and like.state.is_finished():
+                done += row.n
             if row.best_id is not None:
                 best_ids[row.group] = row.best_id
+            kind = failures.kind_of(like)
+            if kind is not None and not row.rerun:
+                key = (kind, failures.message_of(like), row.in_budget)
+                failed.setdefault(key, []).append(row)
         best = {trial_id_of(t): t for t in self.backend.trials_by_id(list(best_ids.values()))}
         first = rows[0] if rows else None
         return StudyCounts(
@@ -324,7 +351,16 @@ class PostgresQueue(TrialQueue):
             planned=first.planned if first else 0,
             first_start=first.first_start if first else None,
             any_finished=first.any_finished if first else False,
+            failed=ordered(Failed(
+                kind, message, in_budget, sum(r.n for r in group),
+                tuple(sorted(n for r in group for n in r.failed_numbers or ())[:FIRST]),
+                min(r.first_slot for r in group))
+                for (kind, message, in_budget), group in failed.items()),
         )
+
+    def outcomes(self, budget: int) -> Outcomes:
+        # One aggregate query: the bar asks every second, and a study may hold 10,000 trials.
+        return self.backend.outcomes(self.study_id, budget)
 
     def slots_done(self, budget: int) -> int:
         return self.backend.slots_done(self.study_id, budget)

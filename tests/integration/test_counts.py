@@ -51,8 +51,8 @@ def died(queue, budget):
 
 
 def every_case(study_file, url):
-    definition = load_study_file(study_file(per_value=6))  # 12 slots, sgd and adam
-    study, queue = open_study(definition, url, budget=16)  # 4 beyond the budget of 12
+    definition = load_study_file(study_file(per_value=12))  # 24 slots, sgd and adam
+    study, queue = open_study(definition, url, budget=28)  # 4 beyond the design's budget
     assert isinstance(queue, PostgresQueue)
     for value in (0.2, 0.3, 0.2, 0.4):                     # slots 0-3
         run(queue, 12, value)
@@ -68,6 +68,11 @@ def every_case(study_file, url):
     died(queue, 12)                                        # 9's retry dies too: attempt 3
     running = queue.claim(12, OWNER)                       # 9's third attempt runs
     assert running is not None
+    for _ in range(10):                                    # 12-21: one error, ten times
+        run(queue, 24, state=TrialState.FAIL, error="ValueError: bad config\n  at line 3",
+            failure_kind="error")
+    run(queue, 24, state=TrialState.FAIL, error="trial ran past its time limit (60s)",
+        failure_kind="timeout")                            # 22; 23 waits
     # Seed re-runs of each value's best: one done, one failed and retried, the rest waiting.
     assert len(enqueue_seed_reruns(definition, study, top=1, repeats=3)) == 6
     run(queue, 12, 0.25)
@@ -80,7 +85,7 @@ def every_case(study_file, url):
                                  distributions={"x": FloatDistribution(0, 1)},
                                  user_attrs={attrs.SLOT: 3}))
     study.enqueue_trial({"optimizer": "adam"})
-    study, queue = open_study(definition, url, budget=16)
+    study, queue = open_study(definition, url, budget=28)
     return definition, study, queue
 
 
@@ -91,12 +96,18 @@ def test_the_aggregate_queries_count_exactly_what_the_tally_counts(study_file, p
     states = {t.state for t in trials}
     assert states == {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED,
                       TrialState.RUNNING, TrialState.WAITING}
-    for budget in (None, 12, 16, 5, 100):
+    for budget in (None, 12, 24, 28, 5, 100):
         sql = queue.counts(definition, budget)
         assert sql == from_tally(definition, trials, budget), budget
         assert sql == TrialQueue(study).counts(definition, budget)
     counted = queue.counts(definition)
-    assert counted.budget == counted.planned == 16
+    assert counted.budget == counted.planned == 28
+    # Slot 6's error, slots 12-21's, the foreign trial refused (an error at its own number as
+    # slot); the dead workers' attempts were all retried, so none counts as a slot's failure.
+    assert sorted((f.kind, f.count) for f in counted.failed) == [
+        ("diverged", 1), ("error", 1), ("error", 1), ("error", 10), ("oom", 1), ("timeout", 1)]
+    (bad,) = [f for f in counted.failed if f.count == 10]
+    assert bad.message == "ValueError: bad config" and bad.first == tuple(range(12, 20))
     assert sum(v.retried for v in counted.values) == 5  # 8 once, 9 twice, a re-run, slot 3
     sgd, adam = counted.values
     assert (sgd.best.number, sgd.best.value) == (0, 0.2)  # of three at 0.2, the first
@@ -115,7 +126,11 @@ def test_status_is_the_same_from_the_queries_and_from_every_trial(study_file, pg
 
     monkeypatch.setattr(status_module, "queue_for", lambda s: Tallied(s, queue.backend))
     assert status_text(definition, study, now=now) == from_sql
-    assert "budget: 11 of 16 trials done (69%)" in from_sql
+    assert "budget: 22 of 28 trials done (79%)" in from_sql
+    assert ("infeasible: 1 diverged, 1 oom; failed: 12 error (#6, #12, #13, #14, #15, #16, "
+            "#17, #18, ...), 1 timeout (#22)\n") in from_sql
+    assert "  error x10 (#12, #13, #14, #15, #16, #17, #18, #19, ...): ValueError: bad config" \
+        in from_sql
 
 
 @pytest.mark.postgres
