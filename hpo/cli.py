@@ -284,7 +284,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
     check_checkpoint_root()  # before anything is written: every worker would fail on it
-    study, _ = open_study(definition, url, budget=budget)
+    study, queue = open_study(definition, url, budget=budget)
     timeout = args.trial_timeout or definition.trial_timeout
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
@@ -303,7 +303,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
         return EXIT_INTERRUPTED
     print(summary_table(definition, study))
     if fleet.failing:
-        reason = fail_fast_reason(definition, study.get_trials(deepcopy=False),
+        reason = fail_fast_reason(definition, queue.all_trials(),
                                   args.max_errors, str(args.study_file))
         print(f"hpo: error: {reason or 'the study is failing; see the errors above'}",
               file=sys.stderr)
