@@ -267,7 +267,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
     check_checkpoint_root()  # before anything is written: every worker would fail on it
-    study, _ = open_study(definition, url, budget=budget)
+    study, queue = open_study(definition, url, budget=budget)
     timeout = args.trial_timeout or definition.trial_timeout
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
@@ -286,7 +286,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
         return EXIT_INTERRUPTED
     print(summary_table(definition, study))
     if fleet.failing:
-        reason = fail_fast_reason(definition, study.get_trials(deepcopy=False),
+        reason = fail_fast_reason(definition, queue.all_trials(),
                                   args.max_errors, str(args.study_file))
         print(f"hpo: error: {reason or 'the study is failing; see the errors above'}",
               file=sys.stderr)
@@ -304,16 +304,17 @@ def _failed_slots_exit(definition: Study, study: optuna.Study, budget: int,
     """Exit 1, saying how many slots failed and how to retry them, if any did; else 0.
 
     Infeasible slots (diverged, oom) are results: they do not make a run fail."""
+    from hpo.store.queue import queue_for
     from hpo.tables import by_kind_text
-    from hpo.tally import failed_slots, tally
 
-    values = tally(definition, study.get_trials(deepcopy=False))
-    failed = failed_slots(values, budget)
+    # Counted, never read trial by trial: every unsupervised worker ends here.
+    failed = queue_for(study).counts(definition, budget).failed_by(RETRYABLE, in_budget=True)
     if not failed:
         return EXIT_OK
-    shown = by_kind_text([s.final for s in failed], RETRYABLE)
+    shown = by_kind_text(failed, RETRYABLE)
     storage = f" --storage {redact(args.storage)}" if args.storage else ""
-    print(f"hpo: error: {len(failed)} of {budget} slots failed: {shown}; see why with hpo "
+    print(f"hpo: error: {sum(f.count for f in failed)} of {budget} slots failed: {shown}; "
+          "see why with hpo "
           f"status or hpo report, fix the cause, then: hpo retry {args.study_file}{storage} "
           "and run the same command again", file=sys.stderr)
     return EXIT_FAILURE

@@ -168,8 +168,8 @@ class FailFast:
         if counts.finished > counts.error:
             self._armed = False  # the objective has worked (or failed otherwise): never again
         elif counts.error >= self._max:
-            reason = fail_fast_reason(self._definition, self._queue.study.get_trials(
-                deepcopy=False), self._max, self._study_file)
+            reason = fail_fast_reason(self._definition, self._queue.all_trials(), self._max,
+                                      self._study_file)
             if reason is not None:
                 raise StudyFailing(reason)
 

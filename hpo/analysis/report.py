@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.counts import failed_of
 from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
     # The same counts as hpo run's summary and hpo status: design slots by their final attempt.
     counts = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)]
                                                        for v in r.tallies]
-    kinds = kinds_line(r.tallies)
+    kinds = kinds_line(failed_of(r.tallies))
     out.append(("", "## Trials per scientific value\n\n" + render_table(counts, markdown=True)
                 + (f"\n\nBy kind: {kinds}." if kinds else "")))
 
