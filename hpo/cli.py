@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hpo.study import Study
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROCS_ENV = "HPO_PROCS_PER_TRIAL"
 
 
 def _number(parse: Callable[[str], Any], ok: Callable[[Any], bool],
@@ -92,10 +93,17 @@ def _parser() -> argparse.ArgumentParser:
             f"stop the study when its first N finished trials all failed with an error "
             f"(default: {MAX_ERRORS}; 0: never)"))
 
+    def procs_per_trial(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--procs-per-trial", type=_positive_int, metavar="K", help=(
+            "processes that run each trial together, data-parallel with torch.distributed "
+            "(gloo on CPU, NCCL on GPUs); only rank 0 reports (default: 1, or "
+            "--gpus-per-trial; $HPO_PROCS_PER_TRIAL)"))
+
     run = sub.add_parser("run", help="run a study with several worker processes on this machine")
     common(run)
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="worker processes to start (default: 1)")
+    procs_per_trial(run)
 
     workers = sub.add_parser("workers", help="one supervised worker per GPU on this machine")
     common(workers)
@@ -104,9 +112,14 @@ def _parser() -> argparse.ArgumentParser:
         "none: CPU workers"))
     workers.add_argument("--workers", type=_positive_int, metavar="N",
                          help="with --gpus none: CPU worker processes to start (default: 1)")
+    workers.add_argument("--gpus-per-trial", type=_positive_int, metavar="K", help=(
+        "GPUs per worker, and so per trial (K must divide the GPU count); each trial runs "
+        "in K processes with torch.distributed, one per GPU (default: 1)"))
+    procs_per_trial(workers)
 
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
+    procs_per_trial(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
     # hpo run / hpo workers start their workers with it: the supervisor reports how the
     # study ended, and learns from the exit status that the study is failing (fleet.py).
@@ -264,7 +277,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
     definition = load_study_file(args.study_file)
-    members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
+    members = seats(getattr(args, "gpus", None), args.workers,  # bad --gpus: exit 2 here
+                    gpus_per_trial=getattr(args, "gpus_per_trial", None),
+                    procs_per_trial=args.procs_per_trial)
     budget = args.trials or definition.budget
     check_checkpoint_root()  # before anything is written: every worker would fail on it
     study, queue = open_study(definition, url, budget=budget)
@@ -351,6 +366,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     definition = load_study_file(args.study_file)
+    if args.procs_per_trial is not None:
+        os.environ[PROCS_ENV] = str(args.procs_per_trial)  # read by hpo.env, and the ranks
     try:
         ran = run_worker(definition, url, budget=args.trials, study_file=str(args.study_file),
                          trial_timeout=args.trial_timeout, max_errors=args.max_errors,

@@ -36,6 +36,7 @@ import torch
 
 from hpo import env
 from hpo.context import Context
+from hpo.train import models
 from hpo.train.config import HyperparameterError
 from hpo.train.data import Data, resolve
 from hpo.train.objective import TrainObjective
@@ -173,7 +174,7 @@ def estimate_memory(objective: TrainObjective, config: Mapping[str, Any], data: 
     activations autograd saves for backward, and the batch."""
     run_plan = plan(config)
     torch.manual_seed(0)
-    net = objective.model(config).to(device)
+    net = models.build(objective.model, config, data).to(device)
     optimizer = run_plan.optimizer.build(net.parameters())
     x, y = data.x_train[: run_plan.batch_size], data.y_train[: run_plan.batch_size]
     known = {p.data_ptr() for p in net.parameters()} | {x.data_ptr(), y.data_ptr()}
