@@ -1,52 +1,109 @@
 """Decision quality: how often does each tuning strategy name the right scientific value?
 
-A synthetic tuning problem with a known answer, repeated hundreds of times with no storage and
+Synthetic tuning problems with known answers, repeated hundreds of times with no storage and
 no processes, so every strategy can be scored against the truth.
 
-The problem (fixed before any strategy was run; judge it yourself)
-------------------------------------------------------------------
-It mirrors ``studies/digits_optimizer.py``: the scientific hyperparameter is the optimizer,
-``sgd_momentum`` or ``adam``; the nuisance ones are ``learning_rate`` (log-uniform 1e-4..1),
-``momentum`` (SGD only) or ``beta1`` (Adam only), both uniform 0.8..0.99, and ``weight_decay``
-(log-uniform 1e-6..1e-2). The metric is a validation error (lower is better):
+The problems (fixed before any strategy was run on them; judge them yourself)
+-----------------------------------------------------------------------------
+The metric is a validation error (lower is better). Every training run adds seed noise to the
+configuration's true error, std ``NOISE_STD`` = 0.002 (a run-to-run std typical of a few hundred
+validation examples). Every run also has a training curve (for the pruners): ten evaluations,
+at 10%, 20%, ... 100% of training, falling from 0.9 (chance) towards the run's final value as
+``exp(-t / tau)`` of the fraction of training done, rescaled so the tenth evaluation is the final
+value; ``tau`` is a property of the scientific value (some values start slow). A run that
+diverges stops at its second evaluation (20% of the compute) and counts as infeasible.
+
+**two optimizers** (as before this benchmark grew; it mirrors ``studies/digits_optimizer.py``):
+``sgd_momentum`` or ``adam``; nuisance ``learning_rate`` (log-uniform 1e-4..1), ``momentum``
+(SGD only) or ``beta1`` (Adam only), both uniform 0.8..0.99, and ``weight_decay`` (log-uniform
+1e-6..1e-2).
 
 * SGD with momentum: a bowl in the *effective* learning rate ``lr / (1 - momentum)`` (the two
   trade off along a ridge, as they do in practice), best at 1.0; 0.015 error per squared
-  decade away from it; diverges (error 0.9) above 10 ** 0.8. Floor 0.022.
+  decade away from it; diverges above 10 ** 0.8. Floor 0.022. Slow start: tau 0.35.
 * Adam: a bowl in ``lr``, best at 2e-3, 0.015 per squared decade; a mild beta1 term
   ``0.05 * (beta1 - 0.9) ** 2``; diverges above 0.05. Floor 0.030 (main) or 0.023 (null).
+  Fast start: tau 0.1.
 * Weight decay: ``0.002`` per squared decade from its own optimum, 1e-4 for SGD, 1e-5 for Adam.
-* Seed noise: every evaluation adds independent Gaussian noise, std 0.002 (a run-to-run std
-  typical of a few hundred validation examples).
+* Seed noise independent between runs.
 
-Main scenario: tuned SGD beats tuned Adam by 0.008 (4 noise std), yet at the shared default
-learning rate 1e-3 (Adam's default; momentum and beta1 0.9, weight decay 1e-4) Adam looks far
-better: the answer a fixed default gives is wrong. Null scenario: the floors differ by 0.001
-(half a noise std), so naming any winner is a false winner.
+Main: tuned SGD beats tuned Adam by 0.008 (4 noise std), yet at the shared default learning
+rate 1e-3 (Adam's default; momentum and beta1 0.9, weight decay 1e-4) Adam looks far better:
+the answer a fixed default gives is wrong. Null: the floors differ by 0.001 (half a noise std),
+so naming any winner is a false winner.
 
-Strategies, each at B trials per scientific value (B = 4, 8, 16, 32)
----------------------------------------------------------------------
-* ``hpo``: the explore design, ``PlaybookSampler(space, seed=rep).explore_params(slot)`` for
-  slots 0..B*V-1 (balanced, paired scrambled Halton), then ``hpo seeds --top 1 --repeats 5``
-  (the best trial of each value re-run with 5 new noise draws) and hpo's own verdict
-  (``hpo.analysis.verdict`` on in-memory Optuna trials): a winner only when the gap between
-  the re-run means exceeds 2x the pooled re-run std; otherwise "no winner".
+**three optimizers** (values of unequal tuning difficulty, an optimum near a range edge, a
+divergence region, paired seed noise): ``adagrad``, ``sgd_momentum`` or ``adam``.
+
+* Adagrad: two nuisance hyperparameters, ``learning_rate`` and ``weight_decay``. A wide bowl,
+  0.01 per squared decade of ``lr``, best at ``lr = 0.5``: 92.5% of the way up the log range,
+  inside its top tenth, where hpo's boundary check fires. Never diverges in range. tau 0.15.
+* SGD with momentum: three, ``learning_rate``, ``momentum``, ``weight_decay``; as in *two
+  optimizers* (the effective-learning-rate ridge, best at 1.0, 0.015 per squared decade),
+  diverging above an effective learning rate of 10 ** 0.8, right next to its optimum. Slow
+  start, tau 0.35.
+* Adam: four, ``learning_rate``, ``beta1``, ``beta2`` (uniform 0.9..0.9999) and
+  ``weight_decay``. A narrow bowl, 0.04 per squared decade of ``lr`` around 2e-3, diverging
+  above 0.05; ``0.05 * (beta1 - 0.9) ** 2``; ``0.01`` per squared decade of ``1 - beta2`` away
+  from 1e-3 (beta2 = 0.999). tau 0.1.
+* Weight decay as in *two optimizers*: optimum 1e-4 for Adagrad and SGD, 1e-5 for Adam.
+* Seed noise partly shared, as real pairs are (the k-th trial of every value runs with the same
+  seed): half its variance is common to the k-th trials of all three values, half is the run's
+  own. Seed re-runs get new seeds, so their noise is independent.
+
+Main: Adagrad (floor 0.022) beats SGD with momentum (0.028) by 3 noise std and Adam (0.030) by
+4: the winner is the value whose optimum sits near the edge of the range. Null: all three
+floors 0.022.
+
+**outliers** (seed noise with a bad seed now and then): *two optimizers* again, main and null,
+but each run (design trials and seed re-runs alike), with probability 0.05, is a bad seed: its
+error is raised by a further uniform 0.01..0.03 (5 to 15 noise std).
+
+Strategies
+----------
+At a fixed budget of B trials per scientific value (B = 4, 8, 16, 32):
+
+* ``hpo (explore + seeds + verdict)``: the explore design, ``PlaybookSampler(space,
+  seed=rep).explore_params(slot)`` for slots 0..B*V-1 (balanced, paired scrambled Halton), then
+  ``hpo seeds --top 1 --repeats 5`` (each value's best trial re-run with 5 new seeds) and hpo's
+  own verdict (``hpo.analysis.verdict`` on in-memory Optuna trials): a winner only when it beats
+  every other value by more than the seed-noise margin plus that value's search uncertainty.
 * ``hpo unpaired``: the same, but each scientific value gets its own independently scrambled
   Halton sequence (a different sampler seed per value).
+* ``hpo + fair hyperband``: the same design with ``hpo.HyperbandPruner(min_resource=1,
+  max_resource=10, reduction_factor=3)``: a trial is compared only with trials of its own
+  scientific value. Seed re-runs are never pruned.
+* ``hpo + optuna hyperband``: the same, with Optuna's ``HyperbandPruner`` (same settings)
+  comparing every trial with every other, across scientific values: what a ``pruner=`` did
+  before hpo had its own.
 * ``optuna random`` / ``optuna qmc`` / ``optuna tpe``: one plain Optuna study over the joint
-  space (optimizer as a categorical, conditional momentum / beta1), ``B * V`` trials with
-  Optuna's RandomSampler, QMCSampler or default TPESampler; the verdict is the value whose best
-  single trial is lowest (a value with no trial means no verdict).
+  space (optimizer as a categorical, conditional nuisance hyperparameters), ``B * V`` trials
+  with Optuna's RandomSampler, QMCSampler or default TPESampler; the verdict is the value whose
+  best single trial is lowest (a value with no trial means no verdict).
+* ``optuna tpe + hyperband``: the peer a user would pick, TPESampler with Optuna's
+  HyperbandPruner (the settings above), best single trial.
 * ``naive default``: every nuisance hyperparameter at the default above, B seeds per value;
   the value with the lower mean wins.
 
 The hpo strategies spend 5 extra evaluations per value on re-runs. The ``+5`` rows give the
-Optuna strategies the same total evaluations (B + 5 per value) so the comparison is fair
-both ways. Columns: % correct (names the true winner), % wrong (names the other one), % none
-(no winner named) in the main scenario; % false winner (any winner named) in the null one.
+Optuna strategies the same total evaluations (B + 5 per value) so the comparison is fair both
+ways.
 
-    python bench/decisions.py            # 200 repetitions per cell, a few minutes
-    python bench/decisions.py --quick    # 10 repetitions, budgets 4 and 16, seconds
+And with no fixed budget:
+
+* ``hpo --until-decided`` (and ``+ fair hyperband``): ``hpo.decide``'s rounds, as
+  ``hpo run --until-decided --max-trials 32*V`` runs them: 4 trials per value, seed re-runs of
+  each contender's best, the verdict; then more trials only for the values still in contention
+  whose tuning has not converged (doubling them), more re-runs when only the noise stands in
+  the way, until decided or 32 design trials per value are spent.
+
+Columns: % correct (names the true winner), % wrong (names another value), % none (no winner
+named) in the main scenarios; % false winner (any winner named) in the null ones; the mean
+design trials and evaluations (design trials + re-runs) per value, and the mean compute per
+value in full training runs (a pruned run counts the fraction of training it ran).
+
+    python bench/decisions.py            # 200 repetitions per cell
+    python bench/decisions.py --quick    # 10 repetitions, budgets 4 and 16
 """
 
 from __future__ import annotations
