@@ -5,6 +5,12 @@ The public API is exactly what ``__all__`` lists.
 
 from hpo.context import Config, Context
 from hpo.errors import HpoError
+from hpo.pruners import (
+    HyperbandPruner,
+    MedianPruner,
+    PerValuePruner,
+    SuccessiveHalvingPruner,
+)
 from hpo.space import (
     SpaceError,
     SpaceWarning,
@@ -24,11 +30,15 @@ __all__ = [
     "Config",
     "Context",
     "HpoError",
+    "HyperbandPruner",
+    "MedianPruner",
+    "PerValuePruner",
     "SpaceError",
     "SpaceWarning",
     "Study",
     "StudyFileError",
     "StudyMismatchError",
+    "SuccessiveHalvingPruner",
     "choice",
     "fixed",
     "integer",
