@@ -55,3 +55,6 @@ STUDY_FIXED = "fixed"
 STUDY_SPACE = "space"
 STUDY_FINGERPRINT = "space_fingerprint"
 STUDY_UID = "hpo_study_uid"      # created with the stored study: whose checkpoints are whose
+# hpo run --until-decided's state (hpo.decide): max trials, looks, round, stopped. While it is
+# on a study, the controller chooses which design slots exist; workers take what it lays out.
+STUDY_UNTIL_DECIDED = "until_decided"

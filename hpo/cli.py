@@ -12,11 +12,17 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpo import env
 from hpo.context import CHECKPOINT_ENV
 from hpo.errors import HpoError
 from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.study import Study
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -50,10 +56,20 @@ def _parser() -> argparse.ArgumentParser:
             "folder for trial checkpoints, shared by all workers so a retried trial resumes "
             "(default: $HPO_CHECKPOINT_DIR, else ./hpo-checkpoints)"))
 
+    def until_decided(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--until-decided", action="store_true", help=(
+            "run in rounds: after each, look at the verdict and add trials only to the "
+            "scientific values still in contention (and seed re-runs of their best trials); "
+            "stop when a winner is decided or --max-trials are spent (see hpo.decide)"))
+        p.add_argument("--max-trials", type=_positive_int, metavar="N", help=(
+            "with --until-decided: design trials to spend at most, all values together "
+            "(default: the study's trials_per_value x its number of scientific values)"))
+
     run = sub.add_parser("run", help="run a study with several worker processes on this machine")
     common(run)
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="worker processes to start (default: 1)")
+    until_decided(run)
 
     workers = sub.add_parser("workers", help="one supervised worker per GPU on this machine")
     common(workers)
@@ -62,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         "none: CPU workers"))
     workers.add_argument("--workers", type=_positive_int, metavar="N",
                          help="with --gpus none: CPU worker processes to start (default: 1)")
+    until_decided(workers)
 
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
@@ -195,9 +212,21 @@ def _run(args: argparse.Namespace, url: str) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
     definition = load_study_file(args.study_file)
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
+    if args.max_trials is not None and not args.until_decided:
+        return _usage("--max-trials goes with --until-decided; for a fixed budget use --trials")
+    if args.until_decided:
+        if args.trials is not None:
+            return _usage("--until-decided spends up to --max-trials design trials; --trials "
+                          "is the fixed budget of a run that is not until decided")
+        from hpo.decide import run_until_decided
+
+        check_checkpoint_root()
+        return run_until_decided(definition, url, str(args.study_file), members,
+                                 args.max_trials)
     budget = args.trials or definition.budget
     check_checkpoint_root()  # before anything is written: every worker would fail on it
     study, _ = open_study(definition, url, budget=budget)
+    _refuse_until_decided(definition, study, args.study_file)
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
           f"phase {definition.phase}", file=sys.stderr)
@@ -216,6 +245,19 @@ def _run(args: argparse.Namespace, url: str) -> int:
               "(see their errors above)", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _refuse_until_decided(definition: Study, study: optuna.Study, study_file: Path) -> None:
+    """A study run --until-decided holds the slots its verdict chose, with gaps, and
+    open_study left its layout alone: a fixed budget on it would mean something else."""
+    from hpo import attrs
+    from hpo.decide import UntilDecidedError
+
+    if attrs.STUDY_UNTIL_DECIDED in study.user_attrs:
+        raise UntilDecidedError(
+            f"study {definition.name!r} was run with --until-decided (its trials follow the "
+            f"verdict); continue it with hpo run {study_file} --until-decided, or bump the "
+            "study's name for a fixed budget")
 
 
 def _status(args: argparse.Namespace, url: str) -> int:

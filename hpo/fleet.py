@@ -129,8 +129,8 @@ class _Polled:
     never waits on the database, so it stays responsive (restarts, SIGTERM) through an
     outage while the read waits for the database to come back."""
 
-    def __init__(self, read: Callable[[], int]):
-        self.value = 0
+    def __init__(self, read: Callable[[], tuple[int, int]], total: int):
+        self.value = (0, total)
         self._read = read
         self._stop = threading.Event()
         threading.Thread(target=self._run, name="hpo-progress", daemon=True).start()
@@ -227,15 +227,17 @@ class Fleet:
             raise FleetStopped(signal.Signals(signum).name)
 
         previous = {s: signal.signal(s, stop_on) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self._budget, unit="trial", desc="trials", file=sys.stderr,
+        # (done, total): the total grows as an --until-decided controller adds rounds.
+        total = progress(study, self._budget)[1]
+        bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr,
                    dynamic_ncols=True, mininterval=1.0)
-        done = _Polled(lambda: progress(study, self._budget)[0])
+        done = _Polled(lambda: progress(study, self._budget), total)
         try:
             while not all(s.finished or s.gave_up for s in self.seats):
                 now = time.monotonic()
                 for seat in self.seats:
                     self._check(seat, now)
-                bar.n = done.value
+                bar.n, bar.total = done.value
                 bar.refresh()
                 time.sleep(0.5)
         except FleetStopped:
@@ -246,8 +248,8 @@ class Fleet:
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        bar.n = progress(study, self._budget)[0]
-        return bar.n >= self._budget
+        bar.n, total = progress(study, self._budget)
+        return bar.n >= total
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask every worker to hand its trial back and exit; kill what is left after timeout."""

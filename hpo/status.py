@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
-from hpo.store.budget import planned_budget
+from hpo.store.budget import planned_budget, until_decided
 from hpo.store.leases import dead_trials
 from hpo.store.queue import queue_for
 from hpo.tables import COUNT_COLUMNS, count_cells, render_table
@@ -30,7 +30,8 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
     values = tally(definition, trials)
     # Design slots whose final attempt finished: seed re-runs and retried attempts are not
     # the budget's, so a re-run still waiting does not make a finished slot look undone.
-    done = slots_done(values, budget)
+    # A study run --until-decided has gaps in its slot numbers: count every slot laid out.
+    done = slots_done(values, None if until_decided(study) is not None else budget)
     lines = [f"study {definition.name!r} ({definition.phase}): {definition.goal}",
              f"budget: {done} of {budget} trials done ({100 * done / budget:.0f}%), "
              f"{_eta(trials, done, budget, now)}", ""]

@@ -78,7 +78,7 @@ def run_worker(
     from hpo import env
     from hpo.provenance import collect
     from hpo.store import open_study
-    from hpo.store.budget import finished
+    from hpo.store.budget import design_bound, finished
     from hpo.store.leases import Reaper
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -86,6 +86,7 @@ def run_worker(
     total = definition.budget if budget is None else budget
     check_checkpoint_root()  # a folder no trial could checkpoint in: exit 2, nothing written
     study, queue = open_study(definition, url, budget=total)
+    total = design_bound(study, total)  # a study run --until-decided: what its controller laid
     provenance = collect(study_file)
     reaping = _Reaping(Reaper(queue, max_retry=env.max_retry()))
     ran = 0

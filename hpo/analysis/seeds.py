@@ -78,9 +78,14 @@ def enqueue_seed_reruns(definition: Study, study: optuna.Study, *, top: int = 1,
                         repeats: int = 5) -> list[Rerun]:
     """Enqueue the missing re-runs (see :func:`plan_seed_reruns`); returns what was added."""
     planned = plan_seed_reruns(definition, study, top=top, repeats=repeats)
+    enqueue(study, planned)
+    return planned
+
+
+def enqueue(study: optuna.Study, reruns: list[Rerun]) -> None:
+    """Enqueue planned re-runs as WAITING trials, each in its original trial's slot."""
     slots = {t.number: slot_of(t) for t in study.get_trials(deepcopy=False)}
-    for rerun in planned:
+    for rerun in reruns:
         study.enqueue_trial(rerun.params, user_attrs={
             SLOT_ATTR: slots[rerun.of], "seed": rerun.seed, RERUN_ATTR: rerun.of,
         })
-    return planned

@@ -154,9 +154,9 @@ def verdict(results: Results, *, study_file: str = "<study file>", alpha: float 
                 f"its result is a single, optimistic run. {versus}; re-run it: {measure}.")
         return out(None, text, [f"re-run {lead.group}'s best trial: {measure}"])
 
-    how = (f"seed-noise margin: {_pct(alpha)} one-sided over {len(results.groups)} values"
-           + (f" and {looks} looks" if looks > 1 else "")
-           + f", pooled run-to-run std {noise.std:.3g} from {noise.used} seed re-runs"
+    split = f"{len(results.groups)} values" + (f" x {looks} looks" if looks > 1 else "")
+    how = (f"noise margin: {quantile:.2f} standard errors, a {_pct(alpha)} error rate split "
+           f"over {split}; pooled run-to-run std {noise.std:.3g} from {noise.used} seed re-runs"
            + (f", {noise.outliers} outlier(s) set aside" if noise.outliers else ""))
     if not unscored and all(c.beaten for c in comparisons):
         closest = min(comparisons, key=lambda c: c.gap - (c.margin or 0) - c.search)
