@@ -15,8 +15,14 @@ a study goes in rounds, and after each round it looks at its own verdict
    ``FIRST * 2 ** round`` trials. A value's added trials are its next slots, ``k * V + v``
    for k onwards, so its k-th trial keeps its k-th quasi-random point and its seed, and the
    values that get trials in the same round stay paired;
-4. when only the noise stands in the way (every contender's tuning converged, the gap inside
-   the noise margin), more **re-runs** instead (``REPEATS`` doubled, up to ``MAX_REPEATS``);
+4. **more re-runs instead** (``REPEATS`` doubled, up to ``MAX_REPEATS``) when the noise
+   margin's statistical part is the bigger obstacle: it shrinks by ``1 - 1/sqrt(2)`` per
+   doubling of the re-runs, as a challenger's search uncertainty shrinks by about half per
+   doubling of its trials, so the larger of the two is the one to pull. Re-runs stop being
+   worth it once the gap cannot be a real difference (the top of its confidence interval
+   below one run-to-run std, the smallest difference the playbook counts): then the values
+   are as good as each other, and the run stops. With the re-runs at their most and the gap
+   still open, the contenders get more trials;
 5. stop when the verdict is decided, when ``max_trials`` design trials are spent, or when
    neither more trials nor more re-runs can settle it; say which.
 
@@ -60,7 +66,7 @@ if TYPE_CHECKING:
     from hpo.fleet import Seat
     from hpo.study import Study
 
-FIRST = 4  # trials per value in round 0: the fewest a best-of-n curve says anything from
+FIRST = 8  # trials per value in round 0: the fewest a search uncertainty is estimated from
 REPEATS = 5  # seed re-runs of each contender's best trial
 MAX_REPEATS = 20  # re-runs double (5, 10, 20) while only the noise is in the way
 CONVERGED = 0.5  # a value is tuned enough when its search uncertainty is under this x margin
@@ -130,7 +136,7 @@ def start_state(definition: Study, study: optuna.Study, max_trials: int | None) 
                 "name for a new run")
         return state
     cap = definition.budget if max_trials is None else max_trials
-    if cap < 2 * values:
+    if cap < FIRST * values:
         raise UntilDecidedError(
             f"--max-trials {cap}: too few for {values} scientific values; give at least "
             f"{FIRST * values} ({FIRST} per value) so the first round can tell anything")
@@ -172,6 +178,22 @@ def next_action(definition: Study, study: optuna.Study, state: State, *,
     by_label = {e.group: e for e in v.estimates}
     comparisons = {c.other: c for c in v.comparisons}
     need = [g for g in v.contenders if _needs_trials(g, v, by_label, comparisons)]
+    open_ = [c for c in v.comparisons if c.other in v.contenders and not c.futile]
+    bound = [c for c in v.comparisons if c.other in v.contenders and c.noise_bound]
+    hopeful = [c for c in bound if not c.futile]
+    # Two levers close a gap that is not yet a win: re-runs shrink the statistical part of
+    # the noise margin (by 1 - 1/sqrt(2) per doubling), trials shrink the challenger's search
+    # uncertainty (by about half per doubling). Pull the one that is bigger.
+    statistical = [c for c in open_ if c.margin is not None
+                   and c.margin - c.minimum > (c.search if c.other in need else 0.0)]
+    if remaining > 0 and statistical and state.repeats < MAX_REPEATS:
+        state = replace(state, repeats=min(MAX_REPEATS, 2 * state.repeats))
+        reruns = _reruns(definition, study, v.contenders, state.repeats)
+        if reruns:
+            return Action("reruns", state, (
+                f"{look}: no winner yet, the noise margin is the bigger obstacle: "
+                f"{state.repeats} seed re-runs of each contender's best trial"),
+                reruns=reruns, verdict=v)
     if need and remaining > 0:
         target = FIRST * 2 ** (state.round + 1)
         chosen = [label in need for label in labels]
@@ -183,22 +205,31 @@ def next_action(definition: Study, study: optuna.Study, state: State, *,
             + ", ".join(f"{n} more trials of {g}" for g, n in added.items())
             + f" ({spent + len(slots)} of {state.max_trials} design trials)"),
             slots=slots, verdict=v, added=added)
-    noise_bound = any(c.noise_bound for c in v.comparisons if c.other in v.contenders)
-    if remaining > 0 and noise_bound and state.repeats < MAX_REPEATS:
-        state = replace(state, repeats=min(MAX_REPEATS, 2 * state.repeats))
-        reruns = _reruns(definition, study, v.contenders, state.repeats)
-        if reruns:
-            return Action("reruns", state, (
-                f"{look}: no winner yet, the contenders are tuned and only the noise is in "
-                f"the way: {state.repeats} seed re-runs of each contender's best trial"),
-                reruns=reruns, verdict=v)
+    if remaining > 0 and hopeful:
+        # Tuned, the re-runs at their most, and the gap could still be real: tuning further
+        # (the values in it, doubled) is what is left to try.
+        chosen = [label in {v.leader, *(c.other for c in hopeful)} for label in labels]
+        slots, r = (), state.round
+        while not slots and FIRST * 2 ** r < state.max_trials:
+            r += 1
+            slots = _bring_to(counts, chosen, FIRST * 2 ** r, remaining)
+        if slots:
+            state = replace(state, round=r)
+            added = _added(slots, labels)
+            return Action("trials", state, (
+                f"{look}: no winner yet, within the noise with {state.repeats} re-runs each; "
+                f"round {r}, tuning further: "
+                + ", ".join(f"{n} more trials of {g}" for g, n in added.items())
+                + f" ({spent + len(slots)} of {state.max_trials} design trials)"),
+                slots=slots, verdict=v, added=added)
     if remaining <= 0:
         why = (f"no winner: the {state.max_trials} design trials are spent ({look})"
                + (f"; not tuned enough yet: {', '.join(need)}" if need else
                   "; the contenders are within the noise"))
-    elif noise_bound:
-        why = (f"no winner: every contender is tuned and they are within the noise even with "
-               f"{state.repeats} seed re-runs each ({look})")
+    elif bound and not hopeful:
+        why = (f"no winner: every contender is tuned, and even the top of each gap's "
+               "confidence interval is below one run-to-run std, the smallest real difference "
+               f"(the playbook: not an improvement) ({look})")
     else:
         why = f"no winner: nothing this run can add would settle it ({look})"
     return _stop(state, v, why)

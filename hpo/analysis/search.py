@@ -14,8 +14,8 @@ The estimate, per value, from its finished design trials alone:
   trials, of the subset's best, ``sum_i s_(i) * C(N - i, n - 1) / C(N, n)`` over the scores
   sorted best first. Dodge et al.'s (2019) formula samples *with* replacement and is biased
   towards the best trial; this one is exact for a study of n trials drawn like these.
-  Infeasible and pruned trials are draws that found nothing (they score as infinitely bad);
-  a subset of only those has no best and is left out.
+  Infeasible and pruned trials are draws that found nothing: they score as the worst trial
+  of the study.
 * **the gain of the last doubling**: expected best of N/2 trials minus the best of N. If the
   best-of-n curve falls like ``n ** -1`` (a smooth optimum in about two effective dimensions;
   flatter for more, steeper for fewer), the distance still to go from N trials to the optimum
@@ -25,7 +25,9 @@ The estimate, per value, from its finished design trials alone:
   outside it, where no trial looked: the uncertainty is doubled (as if the curve fell like
   ``n ** -0.58``, twice as far to go), and the verdict says which range to widen. A natural
   limit (momentum's 1) is not an edge to widen and raises nothing.
-* **too few to tell** below ``MIN_TRIALS`` finished trials: infinite.
+* **too few to tell** below ``MIN_TRIALS`` (8) finished trials: infinite, so a value with
+  fewer is never beaten. Four quasi-random points can all miss a narrow optimum by about the
+  same amount, and their curve then looks flat.
 
 The design trials carry seed noise, which also makes the best of N better than the best of
 N/2 (about 0.3-0.5 noise std between 4 and 32 trials): the estimate errs on the side of
@@ -48,7 +50,11 @@ if TYPE_CHECKING:
     from hpo.analysis.boundaries import BoundaryWarning
     from hpo.analysis.results import Group, Results
 
-MIN_TRIALS = 4  # fewer finished trials and a best-of-n curve says nothing
+# Fewer finished trials and the best-of-n curve says too little: four quasi-random points in
+# three or four dimensions can all miss the good region by the same amount, and their curve
+# then looks flat. Measured: at 4 trials per value, 5-8% of the null runs of
+# bench/decisions.py named a false winner for that reason; at 8, at most 2-5%.
+MIN_TRIALS = 8
 EDGE_FACTOR = 2.0  # the uncertainty of a value whose best sits at a range edge
 
 
@@ -101,6 +107,13 @@ def search_uncertainty(results: Results, group: Group,
     finite = [s for s in scores if math.isfinite(s)]
     n = len(scores)
     best = results.score(min(finite)) if finite else None
+    # A draw that found nothing is as bad as the worst trial the study has seen: conditioning
+    # on the subsets that found something would hide exactly the uncertainty it stands for
+    # (one good trial among three diverged ones is not a tuned value).
+    worst = max((results.score(t.value) for g in results.groups for t in g.complete
+                 if t.value is not None), default=None)
+    if worst is not None:
+        scores = [s if math.isfinite(s) else worst for s in scores]
     edges = tuple(w for w in (boundary_warnings(results) if boundaries is None else boundaries)
                   if w.group == group.label and w.proposed is not None)
     if n < MIN_TRIALS or not finite:

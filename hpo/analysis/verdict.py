@@ -10,23 +10,27 @@ For each scientific value:
   deviation pooled over every re-run trial, and the estimate's standard error from it;
 * its **search uncertainty**: how much better its tuned optimum could plausibly be than the
   configuration found (:mod:`hpo.analysis.search`): the gain of its last doubling of trials,
-  doubled when its best sits at a range edge, infinite with fewer than four trials. When a
+  doubled when its best sits at a range edge, infinite with fewer than eight trials. When a
   better-looking trial of the value has no re-runs yet, the uncertainty covers that gap too.
 
 The leader (best estimate) **wins only when it beats every other value by more than both**:
-the gap to each must exceed the seed-noise margin, a one-sided t quantile of the difference
-of the two estimates, *plus* that value's search uncertainty (how much better it could get;
-the leader's own could only widen its lead). Otherwise the verdict names what stands in the
+the gap to each must exceed the seed-noise margin *plus* that value's search uncertainty (how
+much better it could get; the leader's own could only widen its lead). The seed-noise margin
+is the playbook's rule made a test: "an improvement smaller than [the run-to-run] variance is
+not an improvement", so the gap must exceed one run-to-run standard deviation
+(``MIN_EFFECT``), and by more than a one-sided t quantile of the difference of the two
+estimates, so that a gap of exactly one standard deviation is called a win at most ``alpha``
+of the time however many re-runs are made. Otherwise the verdict names what stands in the
 way and what would settle it: more trials of a value not tuned enough, a range to widen, or
 more seed re-runs when only the noise is in the way.
 
-Error rates. Under the null (no real difference), some value beating all others by the noise
-margin alone happens with probability at most ``alpha``: each value can be the one that beats
-the rest, so each comparison is one-sided at ``alpha / V``. A study that is looked at several
-times before it stops (``hpo run --until-decided``) divides that again by the number of looks
-it may take (Bonferroni): ``alpha / (V * looks)`` per comparison, whatever the looks see. The
-search uncertainty is an estimate, not a bound with a stated probability: how often it falls
-short is what ``bench/decisions.py`` measures.
+Error rates. Under the null (no real difference of more than one run-to-run std), some value
+beating all others by the noise margin alone happens with probability at most ``alpha``: each
+value can be the one that beats the rest, so each comparison is one-sided at ``alpha / V``.
+A study that is looked at several times before it stops (``hpo run --until-decided``)
+divides that again by the number of looks it may take (Bonferroni): ``alpha / (V * looks)``
+per comparison, whatever the looks see. The search uncertainty is an estimate, not a bound
+with a stated probability: how often it falls short is what ``bench/decisions.py`` measures.
 """
 
 from __future__ import annotations
@@ -37,12 +41,18 @@ from typing import TYPE_CHECKING
 
 from hpo.analysis.boundaries import boundary_warnings
 from hpo.analysis.noise import Noise, measure_noise
-from hpo.analysis.search import SearchUncertainty, search_uncertainty, trials_to_reach
+from hpo.analysis.search import (
+    MIN_TRIALS,
+    SearchUncertainty,
+    search_uncertainty,
+    trials_to_reach,
+)
 
 if TYPE_CHECKING:
     from hpo.analysis.results import Group, Results
 
 ALPHA = 0.05
+MIN_EFFECT = 1.0  # run-to-run standard deviations a difference must exceed to be one
 MAX_REPEATS_ADVISED = 50  # more seed re-runs than this per trial is not advice worth giving
 
 
@@ -75,6 +85,14 @@ class Comparison:
     gap: float  # the other's estimate minus the leader's, in the better direction (>= 0)
     margin: float | None  # the seed-noise margin the gap must beat; None: noise unmeasured
     search: float  # the other value's uncertainty (how much better it could get)
+    minimum: float = 0.0  # the part of the margin that is the smallest real difference
+
+    @property
+    def futile(self) -> bool:
+        """Even the top of the gap's confidence interval is below the smallest real difference:
+        no number of seed re-runs would make this a win."""
+        return (self.margin is not None
+                and self.gap + (self.margin - self.minimum) < self.minimum)
 
     @property
     def beaten(self) -> bool:
@@ -132,7 +150,8 @@ def verdict(results: Results, *, study_file: str = "<study file>", alpha: float 
     versus = (f"{lead.group}: {lead.value:.4g} ({lead.basis}) vs {second.group}: "
               f"{second.value:.4g} ({second.basis})")
     quantile = _quantile(alpha / (len(results.groups) * looks), noise.dof)
-    comparisons = [_compare(results, lead, e, quantile) for e in ranked[1:]]
+    minimum = MIN_EFFECT * noise.std if noise.std is not None else 0.0
+    comparisons = [_compare(results, lead, e, quantile, minimum) for e in ranked[1:]]
     comparisons += [Comparison(e.group, math.inf, None, math.inf) for e in estimates
                     if e.value is None]
 
@@ -155,9 +174,10 @@ def verdict(results: Results, *, study_file: str = "<study file>", alpha: float 
         return out(None, text, [f"re-run {lead.group}'s best trial: {measure}"])
 
     split = f"{len(results.groups)} values" + (f" x {looks} looks" if looks > 1 else "")
-    how = (f"noise margin: {quantile:.2f} standard errors, a {_pct(alpha)} error rate split "
-           f"over {split}; pooled run-to-run std {noise.std:.3g} from {noise.used} seed re-runs"
-           + (f", {noise.outliers} outlier(s) set aside" if noise.outliers else ""))
+    how = (f"noise margin: one run-to-run std {noise.std:.3g} (from {noise.used} seed re-runs"
+           + (f", {noise.outliers} outlier(s) set aside" if noise.outliers else "")
+           + f") plus {quantile:.2f} standard errors of the gap, a {_pct(alpha)} error rate "
+           f"split over {split}")
     if not unscored and all(c.beaten for c in comparisons):
         closest = min(comparisons, key=lambda c: c.gap - (c.margin or 0) - c.search)
         text = (f"**{lead.group} wins** by {gap:.3g} in {results.metric}: {versus}. It beats "
@@ -224,13 +244,13 @@ def _estimate(results: Results, group: Group, noise: Noise,
 
 
 def _compare(results: Results, lead: ValueEstimate, other: ValueEstimate,
-             quantile: float | None) -> Comparison:
+             quantile: float | None, minimum: float) -> Comparison:
     assert lead.value is not None and other.value is not None
     gap = results.score(other.value) - results.score(lead.value)
     margin = None
     if quantile is not None and lead.se is not None and other.se is not None:
-        margin = quantile * math.hypot(lead.se, other.se)
-    return Comparison(other.group, gap, margin, other.uncertainty)
+        margin = minimum + quantile * math.hypot(lead.se, other.se)
+    return Comparison(other.group, gap, margin, other.uncertainty, minimum)
 
 
 def _quantile(level: float, dof: int) -> float | None:
@@ -252,7 +272,7 @@ def _more_trials(e: ValueEstimate, room: float | None, results: Results) -> str:
     widen = [f"widen {w.hyperparameter} to {w.proposed!r} (a new study version)"
              for w in s.edges]
     if s.gain is None:
-        more = f"run at least {max(1, 4 - s.trials)} more trials of {e.group}"
+        more = f"run at least {max(1, MIN_TRIALS - s.trials)} more trials of {e.group}"
     else:
         k = trials_to_reach(s, room) if room is not None else s.trials
         more = (f"run about {_round(k)} more trials of {e.group}" if k is not None and k > 0
@@ -263,10 +283,11 @@ def _more_trials(e: ValueEstimate, room: float | None, results: Results) -> str:
 def _more_reruns(lead: ValueEstimate, other: ValueEstimate, c: Comparison,
                  study_file: str) -> str:
     assert c.margin is not None
-    if c.gap <= 0:
-        return f"{lead.group} and {other.group} are tied: no number of re-runs will part them"
+    if c.gap <= c.minimum:
+        return (f"{lead.group} and {other.group} differ by less than one run-to-run std: not "
+                "an improvement (the playbook), however many re-runs are made")
     n = max(lead.reruns, other.reruns, 2)
-    needed = math.ceil(n * (c.margin / c.gap) ** 2)
+    needed = math.ceil(n * ((c.margin - c.minimum) / (c.gap - c.minimum)) ** 2)
     if needed > MAX_REPEATS_ADVISED:
         return (f"{lead.group} and {other.group} differ by less than the noise can resolve "
                 f"with fewer than {MAX_REPEATS_ADVISED} re-runs each")

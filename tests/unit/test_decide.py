@@ -102,18 +102,18 @@ def test_only_values_that_need_it_get_more_trials():
 
 
 def test_the_planned_looks_bound_the_looks_taken():
-    # 64 trials over 2 values: round 0 (8), then +4, +8, +16, +32 (capped) = 5 design
+    # 64 trials over 2 values: round 0 (16), then +8, +16, +32 (capped at 64) = 4 design
     # looks, and 2 more for the re-run doublings (5 -> 10 -> 20).
-    assert planned_looks(64, 2) == 7
-    assert planned_looks(8, 2) == 3
-    assert planned_looks(96, 3) == 8
+    assert planned_looks(64, 2) == 6
+    assert planned_looks(16, 2) == 3
+    assert planned_looks(96, 3) == 7
 
 
 def test_a_cap_too_small_or_changed_is_refused():
     d = definition()
     study = empty_study(d)
     with pytest.raises(UntilDecidedError, match="too few"):
-        start_state(d, study, 3)
+        start_state(d, study, 15)
     study.set_user_attr("until_decided", start_state(d, study, 32).to_attr())
     with pytest.raises(UntilDecidedError, match="with the same cap"):
         start_state(d, study, 40)

@@ -15,11 +15,11 @@ ADAM = {"optimizer": "adam", "learning_rate": 0.001, "beta1": 0.9}
 
 
 def _study(sgd_best, adam_best, *, sgd_reruns=(), adam_reruns=(), direction="minimize"):
-    """Two values, four design trials each; re-runs of each value's best trial."""
+    """Two values, eight design trials each; re-runs of each value's best trial."""
     d = definition(direction=direction)
     study = empty_study(d)
     worse = 1 if direction == "minimize" else -1
-    for k in range(4):
+    for k in range(8):
         add(study, d, {**SGD, "learning_rate": 0.01 * (k + 1)}, sgd_best + worse * 0.1 * k,
             user_attrs={"slot": 2 * k})
         add(study, d, {**ADAM, "learning_rate": 0.001 * (k + 1)}, adam_best + worse * 0.1 * k,
@@ -78,7 +78,7 @@ def test_failed_reruns_and_running_trials_do_not_break_the_verdict():
     d, study = _study(0.52, 0.50, adam_reruns=(0.51, 0.53, 0.52))
     add(study, d, ADAM, state=TrialState.FAIL,
         user_attrs={"slot": 1, "seed_rerun_of": 1, "seed": 7})
-    add(study, d, SGD, state=TrialState.RUNNING, user_attrs={"slot": 8})
+    add(study, d, SGD, state=TrialState.RUNNING, user_attrs={"slot": 16})
     v = verdict(collect(d, study))
     assert v.reruns == 3  # the failed one has no value to count
     assert v.winner is None
@@ -175,7 +175,7 @@ def test_more_looks_need_a_bigger_gap():
 def test_a_trial_that_looks_better_but_was_not_re_run_counts_as_uncertainty():
     d, study = _study(0.80, 0.50, sgd_reruns=(0.81, 0.80, 0.82, 0.79, 0.80),
                       adam_reruns=(0.51, 0.50, 0.49, 0.52, 0.50))
-    add(study, d, {**SGD, "learning_rate": 0.05}, 0.45, user_attrs={"slot": 8})  # new best
+    add(study, d, {**SGD, "learning_rate": 0.05}, 0.45, user_attrs={"slot": 16})  # new best
     v = verdict(collect(d, study))
     sgd = next(e for e in v.estimates if e.group == "optimizer=sgd")
     assert sgd.unrerun == pytest.approx(0.804 - 0.45)
