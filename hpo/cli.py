@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from hpo import env
 from hpo.context import CHECKPOINT_ENV
 from hpo.errors import HpoError
+from hpo.launch.slurm import add_options as slurm_options
 from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
 
 if TYPE_CHECKING:
@@ -83,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
+
+    slurm = sub.add_parser("slurm", help="submit a Slurm array job: one worker per array task")
+    common(slurm)
+    slurm_options(slurm)
 
     status = sub.add_parser("status", help="progress, ETA, running and stale trials (read-only)")
     common(status)
@@ -183,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
         return {"run": _run, "workers": _run, "worker": _worker, "status": _status,
                 "report": _report, "seeds": _seeds, "dashboard": _dashboard, "export": _export,
-                "batch-scan": _batch_scan}[args.command](args, url)
+                "batch-scan": _batch_scan, "slurm": _slurm}[args.command](args, url)
     except HpoError as e:
         print(f"hpo: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -396,6 +401,13 @@ def _batch_scan(args: argparse.Namespace, url: str) -> int:
     from hpo.train.batch_scan import run
 
     return run(args)
+
+
+def _slurm(args: argparse.Namespace, url: str) -> int:
+    """``hpo slurm``: see hpo/launch/slurm.py."""
+    from hpo.launch.slurm import run
+
+    return run(args, url)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from optuna.trial import TrialState
 
 from hpo import attrs
-from hpo.design import is_seed_rerun
 
 if TYPE_CHECKING:
     import optuna
@@ -75,27 +74,24 @@ def progress(study: optuna.Study, budget: int) -> tuple[int, int]:
     not make its slot undone. For a study run --until-decided the budget is the number of
     slots laid out so far (below ``budget``).
     """
-    pending = set()
-    planned = set()
-    for t in study.get_trials(deepcopy=False):
-        slot = t.user_attrs.get(attrs.SLOT)
-        if slot is None or slot >= budget:
-            continue
-        planned.add(slot)
-        if t.state in PENDING and not is_seed_rerun(t):
-            pending.add(slot)
-    total = len(planned) if until_decided(study) is not None else budget
-    return len(planned - pending), total
+    from hpo.store.queue import queue_for
+
+    done = queue_for(study).slots_done(budget)
+    if until_decided(study) is not None:
+        return done, planned_budget(study)
+    return done, budget
 
 
 def finished(study: optuna.Study, budget: int) -> bool:
     """Every slot of the budget done, and no seed re-run waiting or running; for a study run
     --until-decided, also its controller stopped (between rounds there is nothing to run,
     and the next round may bring more)."""
+    from hpo.store.queue import queue_for
+
     done, total = progress(study, budget)
     if done < total:
         return False
     state = until_decided(study)
     if state is not None and not state.get("stopped"):
         return False
-    return not any(is_seed_rerun(t) for t in study.get_trials(deepcopy=False, states=PENDING))
+    return not queue_for(study).pending_reruns()

@@ -134,9 +134,14 @@ def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 storage = ReconnectingRDBStorage(
                     sqlalchemy_url(url),
-                    # pre_ping replaces connections the server dropped (restart, idle
-                    # timeout).
-                    engine_kwargs={"pool_pre_ping": True,
+                    # One connection per process, shared by its threads (the trial loop,
+                    # heartbeats, the reaper) one statement at a time: a fleet needs about
+                    # as many connections as it has processes. The one overflow is for
+                    # Optuna, which opens a second connection inside a session at start-up
+                    # (its schema version check); it is closed as soon as it is returned.
+                    # pre_ping replaces a connection the server dropped (restart, timeout).
+                    engine_kwargs={"pool_pre_ping": True, "pool_size": 1, "max_overflow": 1,
+                                   "pool_timeout": 120,
                                    "connect_args": {"connect_timeout": 10}},
                     heartbeat_interval=env.heartbeat_interval(),
                     grace_period=env.heartbeat_grace(),
@@ -263,17 +268,17 @@ def open_study(definition: Study, url: str, *,
         return queue
 
     study = load()
-    if study is not None:
-        # Read the whole study before the layout: Optuna's cache then reads only what
-        # changed, and workers joining a study of 10,000 trials do not queue up behind each
-        # other's full read.
-        study.get_trials(deepcopy=False)
     if kind(url) == "postgresql":
         # No cross-process lock: the database guards creation (a unique study name), the
         # design's attributes (the same values from every writer) and the layout (the
         # slots' primary key), so workers join in parallel, also through PgBouncer.
         study = study or create()
         return study, ready(study)
+    if study is not None:
+        # Read the whole study before taking the lock: Optuna's cache then reads only what
+        # changed inside it, and workers joining a large study do not queue up behind each
+        # other's full read.
+        study.get_trials(deepcopy=False)
     with exclusive(url, definition.name):
         study = study or load() or create()
         return study, ready(study)

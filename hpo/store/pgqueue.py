@@ -54,6 +54,13 @@ WHERE t.study_id = :s
                   WHERE r.trial_id = t.trial_id AND r.key = :rerun_key)
 """
 
+_SLOTS_DONE = """
+SELECT count(*) FROM (
+    SELECT DISTINCT ON (h.slot) t.state FROM hpo_slots h JOIN trials t ON t.trial_id = h.trial_id
+    WHERE h.study_id = :s AND h.slot < :b ORDER BY h.slot, h.attempt DESC) latest
+WHERE latest.state NOT IN ('WAITING', 'RUNNING')
+"""
+
 _CLAIM = """
 WITH claimed AS (
     UPDATE trials SET state = 'RUNNING', datetime_start = :now
@@ -254,6 +261,25 @@ class QueueStatements:
                 "SELECT t.trial_id, h.heartbeat FROM trials t LEFT JOIN trial_heartbeats h"
                 " ON h.trial_id = t.trial_id WHERE t.study_id = :s AND t.state = 'RUNNING'"),
                 {"s": study_id}).all())
+
+    def slots_done(self, study_id: int, budget: int) -> int:
+        """Slots below the budget whose latest attempt has finished: one aggregate query,
+        however many trials the study holds."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(sqlalchemy.text(_SLOTS_DONE),
+                                    {"s": study_id, "b": budget}).scalar_one())
+
+    def reruns_pending(self, study_id: int) -> bool:
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sqlalchemy.text(
+                "SELECT EXISTS (SELECT 1 FROM trials t JOIN trial_user_attributes a"
+                " ON a.trial_id = t.trial_id AND a.key = :rerun_key"
+                " WHERE t.study_id = :s AND t.state IN ('WAITING', 'RUNNING'))"),
+                {"s": study_id, "rerun_key": attrs.SEED_RERUN_OF}).scalar_one())
 
     def foreign_waiting(self, study_id: int) -> list[int]:
         """WAITING trials that are neither a design slot nor a seed re-run (enqueued by hand

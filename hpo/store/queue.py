@@ -187,6 +187,19 @@ class TrialQueue:
         return any(is_seed_rerun(t) for t in self.study.get_trials(
             deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
 
+    def slots_done(self, budget: int) -> int:
+        """Design slots below ``budget`` whose latest attempt has finished; a seed re-run
+        waiting does not make its slot undone."""
+        pending, planned = set(), set()
+        for t in self.study.get_trials(deepcopy=False):
+            slot = t.user_attrs.get(attrs.SLOT)
+            if slot is None or slot >= budget:
+                continue
+            planned.add(slot)
+            if not t.state.is_finished() and not is_seed_rerun(t):
+                pending.add(slot)
+        return len(planned - pending)
+
     # --- heartbeats ----------------------------------------------------------------------
 
     @property
@@ -245,6 +258,12 @@ class PostgresQueue(TrialQueue):
 
     def value_trials(self, known: dict[int, FrozenTrial]) -> list[FrozenTrial] | None:
         return self.backend.tpe_trials(self.study_id, known, running=True)
+
+    def pending_reruns(self) -> bool:
+        return self.backend.reruns_pending(self.study_id)
+
+    def slots_done(self, budget: int) -> int:
+        return self.backend.slots_done(self.study_id, budget)
 
     def lay_out(self, budget: int, slots: Iterable[int] | None = None) -> int:
         # In bulk and under the database's own guard (hpo.store.pgqueue.lay_out_slots); no

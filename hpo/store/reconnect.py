@@ -128,6 +128,7 @@ for _name in (
     "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
     "get_trial_user_attrs", "get_trial_system_attrs", "get_best_trial", "get_n_trials",
     "record_heartbeat", "_get_stale_trial_ids", "claim_trial", "finish_trial", "set_trial_params",
-    "tpe_trials", "lay_out_slots", "retry_slot", "foreign_waiting", "heartbeats",
+    "tpe_trials", "lay_out_slots", "retry_slot", "foreign_waiting", "heartbeats", "slots_done",
+    "reruns_pending",
 ):
     setattr(ReconnectingRDBStorage, _name, _retrying(getattr(ReconnectingRDBStorage, _name)))
