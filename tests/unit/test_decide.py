@@ -43,6 +43,7 @@ def _play(floors, max_trials, seed=0):
         action = next_action(d, study, state)
         actions.append(action)
         state = action.state
+        study.set_user_attr("until_decided", state.to_attr())  # as hpo.decide.apply does
         if action.kind == "trials":
             for slot in action.slots:
                 params = sampler.explore_params(slot)
@@ -118,3 +119,13 @@ def test_a_cap_too_small_or_changed_is_refused():
     with pytest.raises(UntilDecidedError, match="with the same cap"):
         start_state(d, study, 40)
     assert start_state(d, study, None).max_trials == 32
+
+
+def test_the_report_applies_the_runs_correction_for_its_looks():
+    from hpo.analysis.analyze import analyze
+
+    _, study, _ = _play((0.10, 0.15), max_trials=64)
+    state = study.user_attrs["until_decided"]
+    v = analyze(definition(), study).verdict
+    assert v.looks == state["looks"] == planned_looks(64, 2)
+    assert v.winner == "optimizer=sgd"
