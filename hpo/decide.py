@@ -60,6 +60,8 @@ from hpo.analysis.verdict import Verdict, verdict
 from hpo.errors import InputError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import optuna
 
     from hpo.analysis.verdict import Comparison
@@ -356,8 +358,9 @@ class Controller(threading.Thread):
 
 
 def run_until_decided(definition: Study, url: str, study_file: str, members: list[Seat],
-                      max_trials: int | None) -> int:
-    """``hpo run/workers STUDY_FILE --until-decided``; returns the exit status."""
+                      max_trials: int | None, options: Sequence[str] = ()) -> int:
+    """``hpo run/workers STUDY_FILE --until-decided``; returns the exit status. ``options``:
+    the workers' own (``--max-errors``, ``--trial-timeout``)."""
     from hpo.analysis.summary import summary_table
     from hpo.fleet import Fleet, FleetStopped
     from hpo.store import open_study, redact
@@ -374,7 +377,8 @@ def run_until_decided(definition: Study, url: str, study_file: str, members: lis
     controller = Controller(definition, study, url, state, study_file=study_file)
     if state.stopped is None:
         controller.start()
-        fleet = Fleet(Path(study_file), url, SLOT_BOUND, members)
+        fleet = Fleet(Path(study_file), url, SLOT_BOUND, members, options=options,
+                      definition=definition)
         try:
             done = fleet.run(study)
         except FleetStopped as stopped:
@@ -387,6 +391,11 @@ def run_until_decided(definition: Study, url: str, study_file: str, members: lis
         controller.join(timeout=30)
         if controller.error is not None:
             raise controller.error
+        if fleet.failing:
+            print("hpo: error: the study is failing (its first trials all failed with an "
+                  "error); see the errors above, fix them, then run the same command again",
+                  file=sys.stderr)
+            return 1
         if not done or controller.state.stopped is None:
             print("hpo: error: the workers gave up before the verdict was decided (see their "
                   "errors above); run the same command again to continue", file=sys.stderr)

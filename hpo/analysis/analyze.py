@@ -7,13 +7,14 @@ Nothing here draws or writes: :mod:`hpo.analysis.report` renders an Analysis (ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hpo import attrs
 from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
 from hpo.analysis.curves_diagnostics import CurveDiagnosis, curve_diagnostics
 from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
+from hpo.analysis.failed import FailureGroup, failure_groups
 from hpo.analysis.infeasible import Infeasibility, infeasible_trials
 from hpo.analysis.isolation import IsolationPoint, isolation_plot
 from hpo.analysis.results import Results, collect
@@ -35,6 +36,7 @@ class Analysis:
     enough_sentence: str
     curves: list[CurveDiagnosis]
     verdict: Verdict
+    failures: list[FailureGroup] = field(default_factory=list)
 
 
 def analyze(definition: Study, study: optuna.Study, *,
@@ -53,6 +55,7 @@ def analyze(definition: Study, study: optuna.Study, *,
         curves=curve_diagnostics(results),
         # A run --until-decided looked several times: its report's margins allow for them.
         verdict=verdict(results, study_file=study_file, looks=_looks(study)),
+        failures=failure_groups(results.tallies),
     )
 
 
