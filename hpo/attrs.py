@@ -16,6 +16,7 @@ SEED_RERUN_OF = "seed_rerun_of"  # a seed re-run (hpo seeds): the trial number i
 # --- one attempt: who ran it, and how it ended (hpo.store.leases, hpo.worker) ----------
 HOST = "host"
 WORKER_PID = "worker_pid"
+WORKER_STARTED = "worker_started"  # the worker process's start time: a reused pid is not it
 GPU = "gpu"
 CUDA_VISIBLE_DEVICES = "cuda_visible_devices"
 ERROR = "error"                  # why the attempt failed, one line
@@ -29,13 +30,14 @@ RESUMED_FROM_STEP = "resumed_from_step"
 DIVERGED_STEP = "diverged_step"
 
 # Attributes that describe one attempt, not the trial: a retry must not inherit them.
-ATTEMPT = (HOST, WORKER_PID, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, RESUMED_FROM_STEP)
+ATTEMPT = (HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK,
+           RESUMED_FROM_STEP)
 
 # Provenance (hpo.run.provenance) besides HOST, WORKER_PID, GPU, CUDA_VISIBLE_DEVICES.
 PROVENANCE = ("python", "torch_version", "optuna_version", "git_commit", "git_dirty")
 
-RESERVED = frozenset({SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, GPU, CUDA_VISIBLE_DEVICES,
-                      ERROR, TRACEBACK, DIVERGED, OOM, CURVES, *PROVENANCE})
+RESERVED = frozenset({SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, WORKER_STARTED, GPU,
+                      CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, DIVERGED, OOM, CURVES, *PROVENANCE})
 
 # --- trial system attributes (Optuna's own names for a retried trial) ------------------
 FIXED_PARAMS = "fixed_params"
@@ -52,3 +54,4 @@ STUDY_ROLES = "roles"
 STUDY_FIXED = "fixed"
 STUDY_SPACE = "space"
 STUDY_FINGERPRINT = "space_fingerprint"
+STUDY_UID = "hpo_study_uid"      # created with the stored study: whose checkpoints are whose

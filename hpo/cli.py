@@ -16,6 +16,7 @@ from pathlib import Path
 from hpo import env
 from hpo.context import CHECKPOINT_ENV
 from hpo.errors import HpoError
+from hpo.launch.slurm import add_options as slurm_options
 from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -66,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
+
+    slurm = sub.add_parser("slurm", help="submit a Slurm array job: one worker per array task")
+    common(slurm)
+    slurm_options(slurm)
 
     status = sub.add_parser("status", help="progress, ETA, running and stale trials (read-only)")
     common(status)
@@ -164,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "checkpoint_dir", None):
             # Through the environment, so the worker processes a fleet starts inherit it.
             os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
-        return {"run": _run, "workers": _run, "worker": _worker, "status": _status, "report": _report,
-                "seeds": _seeds, "dashboard": _dashboard, "export": _export,
-                "batch-scan": _batch_scan}[args.command](args, url)
+        return {"run": _run, "workers": _run, "worker": _worker, "status": _status,
+                "report": _report, "seeds": _seeds, "dashboard": _dashboard, "export": _export,
+                "batch-scan": _batch_scan, "slurm": _slurm}[args.command](args, url)
     except HpoError as e:
         print(f"hpo: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -182,19 +187,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, url: str) -> int:
     """``hpo run`` and ``hpo workers``: a supervised fleet on this machine, then a summary."""
+    import optuna
+
     from hpo.analysis.summary import summary_table
+    from hpo.context import check_checkpoint_root
     from hpo.fleet import Fleet, FleetStopped, seats
     from hpo.store import open_study
     from hpo.store.budget import progress
     from hpo.study_file import load_study_file
-
-    import optuna
 
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
     definition = load_study_file(args.study_file)
     members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
     budget = args.trials or definition.budget
+    check_checkpoint_root()  # before anything is written: every worker would fail on it
     study, _ = open_study(definition, url, budget=budget)
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
@@ -352,6 +359,13 @@ def _batch_scan(args: argparse.Namespace, url: str) -> int:
     from hpo.train.batch_scan import run
 
     return run(args)
+
+
+def _slurm(args: argparse.Namespace, url: str) -> int:
+    """``hpo slurm``: see hpo/launch/slurm.py."""
+    from hpo.launch.slurm import run
+
+    return run(args, url)
 
 
 if __name__ == "__main__":

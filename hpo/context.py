@@ -8,6 +8,7 @@ a pruner stops an unpromising trial).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Iterator, Mapping
@@ -155,10 +156,10 @@ class Context:
         self._trial = trial
         self.seed = seed
         self._device = device
-        self._checkpoint_root = Path(
-            checkpoint_root or env.raw(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR
-        )
+        self._checkpoint_root = (Path(checkpoint_root) if checkpoint_root
+                                 else default_checkpoint_root())
         self._study_name = study_name or trial.study.study_name
+        self._study_key: str | None = None
 
     @property
     def trial_number(self) -> int:
@@ -263,10 +264,15 @@ class Context:
     def checkpoint_dir(self) -> Path:
         """This trial's checkpoint folder (a ``Path``), shared by every attempt at the trial.
 
-        Keyed by study and slot, not by trial number: a retried trial is a new trial (new
-        number) of the same slot with the same parameters, and must find what its first
-        attempt wrote. Point every worker at one shared folder (``--checkpoint-dir`` or
-        ``$HPO_CHECKPOINT_DIR``) so a retry on another machine finds it too.
+        Keyed by the stored study and the slot, not by trial number: a retried trial is a
+        new trial (new number) of the same slot with the same parameters, and must find what
+        its first attempt wrote. The study part is the study's name (cut to a bounded
+        length, made safe for a file name) and the id hpo created with the stored study: a
+        study started over under the same name (a new journal file, a new database) or a
+        study whose name differs only in characters a file name cannot hold (``col/x`` and
+        ``col_x``) never sees another's checkpoints. Point every worker at one shared folder
+        (``--checkpoint-dir`` or ``$HPO_CHECKPOINT_DIR``) so a retry on another machine
+        finds it too.
         """
         slot = self._trial.user_attrs.get(attrs.SLOT, f"trial-{self._trial.number}")
         folder = f"slot-{slot}"
@@ -275,7 +281,19 @@ class Context:
             # must neither resume the original's (or a sibling re-run's) checkpoints nor
             # delete them. Keyed by its seed, so a retry of the re-run still finds its own.
             folder += f"-seed-{self._trial.user_attrs.get(attrs.SEED)}"
-        return self._checkpoint_root / _safe(self._study_name) / folder
+        return self._checkpoint_root / self._study_folder() / folder
+
+    def _study_folder(self) -> str:
+        if self._study_key is None:
+            uid = None
+            study = getattr(self._trial, "study", None)
+            if study is not None:
+                uid = study.user_attrs.get(attrs.STUDY_UID)
+            # Without an id (a Context made outside a worker), the full name's digest keeps
+            # names apart that the cut or the file-name mapping would merge.
+            key = uid or hashlib.sha256(self._study_name.encode()).hexdigest()
+            self._study_key = f"{_safe(self._study_name)[:48]}-{key[:16]}"
+        return self._study_key
 
     def save_checkpoint(self, step: int, state: Any, *, name: str = "last") -> Path:
         """Write ``state`` (anything ``torch.save`` takes) reached at ``step``, atomically.
@@ -355,8 +373,44 @@ class Context:
         return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
 
 
+def default_checkpoint_root() -> Path:
+    """The folder every trial's checkpoints go under: ``$HPO_CHECKPOINT_DIR`` (set from
+    ``--checkpoint-dir``), else ``./hpo-checkpoints``."""
+    return Path(env.raw(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT_DIR)
+
+
+def check_checkpoint_root() -> None:
+    """Refuse, before any trial runs, a checkpoint folder that cannot be written (read-only,
+    not a folder, no permission): otherwise every trial that checkpoints would fail.
+
+    Writes (and removes) a probe file in the folder, or in its nearest existing parent when
+    it does not exist yet, so nothing is left behind for studies that never checkpoint.
+    """
+    import tempfile
+
+    from hpo.errors import InputError
+
+    root = default_checkpoint_root().absolute()
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(20, "not a folder")
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".hpo-probe-"):
+            pass
+    except OSError as e:
+        raise InputError(
+            f"checkpoint folder {str(root)!r} cannot be written ({e.strerror or e} at "
+            f"{str(probe)!r}); give a writable folder with --checkpoint-dir or "
+            f"${CHECKPOINT_ENV}") from None
+
+
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    """A file name's part: letters, digits, '-', '_' and '.', never starting with '.' (so
+    never '..'), at most 100 characters."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+    return ("_" + safe[1:] if safe.startswith(".") else safe)[:100] or "_"
 
 
 def _default_device() -> str:

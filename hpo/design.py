@@ -93,7 +93,7 @@ class Design:
         """The Optuna distributions of the hyperparameters active in the slot's value."""
         value = self.scientific_value(slot)
         active = self.space.active_nuisance(value)
-        return {n: hp.distribution.to_optuna() for n, hp in self.space.hyperparameters.items()
+        return {n: self.space.distribution(n).to_optuna() for n in self.space.hyperparameters
                 if n in value or n in active}
 
     def trial_seed(self, slot: int) -> int:

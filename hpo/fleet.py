@@ -18,7 +18,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +28,8 @@ from typing import TYPE_CHECKING
 from hpo import env
 from hpo.errors import HpoError
 from hpo.space import SpaceError
-from hpo.store import ENV_VAR
+from hpo.store import ENV_VAR, kind
+from hpo.store.urls import sqlalchemy_url
 
 if TYPE_CHECKING:
     import optuna
@@ -35,7 +38,7 @@ log = logging.getLogger("hpo.fleet")
 GPUS_ENV = "HPO_GPUS"  # overrides discovery: "0,1" or "0:Tesla T4,1:Tesla T4" (tests, odd hosts)
 STARTUP_FAILURES = 3
 MAX_BACKOFF = 60.0
-STOP_SECONDS = 10.0
+STOP_SECONDS = 8.0  # then the rest are killed: SIGTERM is obeyed within 10 s, outage or not
 
 
 class FleetStopped(HpoError):
@@ -121,6 +124,30 @@ def seats(gpus: str | None, workers: int | None) -> list[Seat]:
             for g in chosen]
 
 
+class _Polled:
+    """A value read from storage every second in a thread of its own: the supervisor's loop
+    never waits on the database, so it stays responsive (restarts, SIGTERM) through an
+    outage while the read waits for the database to come back."""
+
+    def __init__(self, read: Callable[[], int]):
+        self.value = 0
+        self._read = read
+        self._stop = threading.Event()
+        threading.Thread(target=self._run, name="hpo-progress", daemon=True).start()
+
+    def _run(self) -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        while not self._stop.is_set():
+            try:
+                self.value = self._read()
+            except Exception as e:  # noqa: BLE001 - the next poll tries again
+                log.debug("progress read failed: %s", e)
+            self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class Fleet:
     """Start, watch, restart and stop the workers for one study."""
 
@@ -155,7 +182,10 @@ class Fleet:
             seat.finished = True
             return
         startup = env.startup_seconds()
-        quick = now - seat.started < startup
+        # A worker that keeps failing right after it starts has a broken environment; one
+        # killed from outside (a negative code: a signal) or stopped by a database outage
+        # has not, and must not lose its seat for it.
+        quick = now - seat.started < startup and code > 0 and self._storage_reachable()
         seat.quick_failures = seat.quick_failures + 1 if quick else 0
         if seat.quick_failures >= STARTUP_FAILURES:
             seat.gave_up = True
@@ -169,6 +199,24 @@ class Fleet:
         log.warning("worker on %s exited with code %d; restarting it in %.0fs", seat.label, code,
                     delay)
 
+    def _storage_reachable(self) -> bool:
+        url = self._env[ENV_VAR]
+        if kind(url) != "postgresql":
+            return True
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+
+        engine = sqlalchemy.create_engine(sqlalchemy_url(url), poolclass=NullPool,
+                                          connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT 1"))
+            return True
+        except sqlalchemy.exc.SQLAlchemyError:
+            return False
+        finally:
+            engine.dispose()
+
     def run(self, study: optuna.Study) -> bool:
         """Supervise until every seat is finished or given up; True if the budget is done."""
         from tqdm import tqdm
@@ -181,24 +229,25 @@ class Fleet:
         previous = {s: signal.signal(s, stop_on) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self._budget, unit="trial", desc="trials", file=sys.stderr,
                    dynamic_ncols=True, mininterval=1.0)
+        done = _Polled(lambda: progress(study, self._budget)[0])
         try:
             while not all(s.finished or s.gave_up for s in self.seats):
                 now = time.monotonic()
                 for seat in self.seats:
                     self._check(seat, now)
-                bar.n = progress(study, self._budget)[0]
+                bar.n = done.value
                 bar.refresh()
                 time.sleep(0.5)
-            bar.n = progress(study, self._budget)[0]
-            bar.refresh()
         except FleetStopped:
             self.stop()
             raise
         finally:
+            done.stop()
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return progress(study, self._budget)[0] >= self._budget
+        bar.n = progress(study, self._budget)[0]
+        return bar.n >= self._budget
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask every worker to hand its trial back and exit; kill what is left after timeout."""

@@ -22,6 +22,7 @@ def collect(study_file: str | Path | None = None) -> dict[str, Any]:
         # $HPO_HOST names a machine whose hostname is not stable (containers).
         attrs.HOST: env.host(),
         attrs.WORKER_PID: os.getpid(),
+        attrs.WORKER_STARTED: process_started(os.getpid()),
         attrs.CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
         attrs.GPU: env.raw("HPO_GPU_NAME") or _gpu_name(),
         "python": platform.python_version(),
@@ -34,6 +35,18 @@ def collect(study_file: str | Path | None = None) -> dict[str, Any]:
     if study_file is not None:
         info.update(_git(Path(study_file).resolve().parent))
     return info
+
+
+def process_started(pid: int) -> int | None:
+    """When a process started, in clock ticks since boot (/proc/PID/stat), or None where
+    there is no /proc or no such process. With the pid, it names one process: a pid is
+    reused, a (pid, start time) pair is not; and it reads the same inside a PID namespace."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
+    return int(stat.rpartition(")")[2].split()[19])
 
 
 def _gpu_name() -> str:

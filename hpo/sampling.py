@@ -10,8 +10,8 @@ assigned in balance.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import TrialState
@@ -69,8 +69,7 @@ class PlaybookSampler(BaseSampler):
         if self._phase == "exploit":
             return None
         params = self.design.explore_params(slot)
-        hyperparameters = self._space.hyperparameters
-        return params, {n: hyperparameters[n].distribution.to_optuna() for n in params}
+        return params, {n: self._space.distribution(n).to_optuna() for n in params}
 
     def point(self, study: OptunaStudy, trial: FrozenTrial) -> tuple[dict[str, Any], dict]:
         """Every parameter of a trial that has none yet, and their distributions: what
@@ -79,12 +78,13 @@ class PlaybookSampler(BaseSampler):
         slot = slot_of(trial)
         dists = self.design.distributions(slot)
         fixed = trial.system_attrs.get(attrs.FIXED_PARAMS) or {}
-        relative = self.sample_relative(study, trial, self.infer_relative_search_space(study, trial))
+        relative = self.sample_relative(study, trial,
+                                        self.infer_relative_search_space(study, trial))
         explore = self.design.explore_params(slot)
         params = {n: fixed[n] if n in fixed else relative.get(n, explore[n]) for n in dists}
         return params, dists
 
-    def stored_trials(self, states: Container[TrialState], group: int) -> list | None:
+    def stored_trials(self, states: Collection[TrialState], group: int) -> list | None:
         """One scientific value's finished and running trials through the queue, the finished
         ones read incrementally; None where Optuna's own read is the way (a queue without a
         read of its own, other states). TPE reads running trials too: its "constant liar"
@@ -125,7 +125,7 @@ class PlaybookSampler(BaseSampler):
             finished = group.get_trials(deepcopy=False, states=_FINISHED)
             if len(finished) < self._n_startup_trials:
                 return {}  # Too few to model: the explore design's point (sample_independent).
-            return self._tpe.sample_relative(group, trial, search_space)
+            return self._tpe.sample_relative(cast("OptunaStudy", group), trial, search_space)
         finally:
             self._reads.clear()  # the next point reads afresh
 

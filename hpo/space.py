@@ -483,6 +483,12 @@ class Space:
             if all(scientific_value.get(c) in vs for c, vs in hp.when.items())
         })
 
+    def distribution(self, name: str) -> Distribution:
+        """A scientific or nuisance hyperparameter's distribution (a fixed one has none)."""
+        distribution = self.hyperparameters[name].distribution
+        assert distribution is not None, f"{name} is fixed: it has no distribution"
+        return distribution
+
     def describe(self) -> dict[str, Any]:
         """A JSON-ready description: roles, distributions, conditions and fixed values."""
         out: dict[str, Any] = {}

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
-from hpo.attrs import SLOT as SLOT_ATTR
 from hpo.store.budget import planned_budget
 from hpo.store.leases import dead_trials
 from hpo.store.queue import queue_for
@@ -52,7 +51,8 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
             rows.append([
                 f"#{t.number}", ", ".join(f"{n}={t.params.get(n, '?')}" for n in names) or "-",
                 str(t.user_attrs.get("host", "?")), str(t.user_attrs.get("gpu", "?")),
-                str(t.user_attrs.get("worker_pid", "?")), _duration((now - started).total_seconds()),
+                str(t.user_attrs.get("worker_pid", "?")),
+                _duration((now - started).total_seconds()),
                 (f"{beat:.0f}s ago" if beat is not None else "n/a") +
                 (" STALE" if t.number in stale else ""),
             ])

@@ -117,7 +117,8 @@ class Study:
                  "the name of the value the objective returns, e.g. 'val_error'")
         _require(direction in DIRECTIONS, "direction", direction, " or ".join(DIRECTIONS))
         _require(phase in PHASES, "phase", phase,
-                 "'explore' (quasi-random, for insight) or 'exploit' (Bayesian, for the best model)")
+                 "'explore' (quasi-random, for insight) or "
+                 "'exploit' (Bayesian, for the best model)")
         _require(isinstance(trials_per_value, int) and not isinstance(trials_per_value, bool)
                  and trials_per_value >= 1, "trials_per_value", trials_per_value,
                  "a positive integer")

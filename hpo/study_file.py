@@ -28,7 +28,8 @@ def load_study_file(path: str | Path) -> Study:
     """
     path = Path(path)
     if not path.is_file():
-        raise StudyFileError(f"{path}: no such study file; give the path to a .py file that defines a Study")
+        raise StudyFileError(
+            f"{path}: no such study file; give the path to a .py file that defines a Study")
     try:
         # Bytes, as Python itself reads a module: a coding cookie is honoured, and a file that
         # is not text becomes a SyntaxError below instead of a UnicodeDecodeError traceback.

@@ -31,6 +31,6 @@ def render_table(rows: Sequence[Sequence[str]], *, markdown: bool = False) -> st
     rule = ["-" * w for w in widths]
     lines = []
     for row in [rows[0], rule, *rows[1:]]:
-        cells = [c.ljust(w) for c, w in zip(row, widths)]
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
         lines.append(f"| {' | '.join(cells)} |" if markdown else "  ".join(cells).rstrip())
     return "\n".join(lines)

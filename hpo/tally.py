@@ -105,6 +105,12 @@ class ValueTally:
         return Counts.of(self.reruns)
 
 
+def value_of(trial: FrozenTrial) -> float:
+    """A complete trial's value: Optuna types it optional, but a COMPLETE trial has one."""
+    assert trial.value is not None, f"trial #{trial.number} has no value"
+    return trial.value
+
+
 def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally, ...]:
     """The study's trials grouped by scientific value (in the study's order), then by slot."""
     values = definition.space.scientific_values()
@@ -120,7 +126,7 @@ def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally,
         else:
             attempts[slot % len(values)].setdefault(slot, []).append(trial)
     out = []
-    for value, by_slot, by_chain in zip(values, attempts, reruns):
+    for value, by_slot, by_chain in zip(values, attempts, reruns, strict=True):
         slots = tuple(Slot(slot, tried[-1], tuple(tried[:-1]))
                       for slot, tried in sorted(by_slot.items()))
         complete = [s.final for s in slots if s.final.state == TrialState.COMPLETE
@@ -132,7 +138,7 @@ def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally,
                                 key=lambda t: t.number)),
             retried=sum(len(s.earlier) for s in slots)
             + sum(len(tried) - 1 for tried in by_chain.values()),
-            best=min(complete, key=lambda t: (sign * t.value, t.number), default=None),
+            best=min(complete, key=lambda t: (sign * value_of(t), t.number), default=None),
         ))
     return tuple(out)
 

@@ -18,7 +18,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from hpo import attrs
-from hpo.context import Config, Context
+from hpo.context import Config, Context, check_checkpoint_root
 from hpo.design import Design
 from hpo.space import suggest
 
@@ -40,7 +40,6 @@ class WorkerStopped(BaseException):
 
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-REAP_SECONDS = 5.0  # while busy; an idle worker reaps on every pass
 
 
 # Code that must not be interrupted halfway: a lock or a transaction could be left behind
@@ -80,21 +79,18 @@ def run_worker(
     from hpo.provenance import collect
     from hpo.store import open_study
     from hpo.store.budget import finished
-    from hpo.store.leases import reap
+    from hpo.store.leases import Reaper
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     previous = {s: signal.signal(s, _raise_stop) for s in STOP_SIGNALS}
     total = definition.budget if budget is None else budget
-    max_retry = env.max_retry()
+    check_checkpoint_root()  # a folder no trial could checkpoint in: exit 2, nothing written
     study, queue = open_study(definition, url, budget=total)
     provenance = collect(study_file)
+    reaping = _Reaping(Reaper(queue, max_retry=env.max_retry()))
     ran = 0
-    reaped_at = 0.0
     try:
         while True:
-            if time.monotonic() - reaped_at > REAP_SECONDS:
-                reap(queue, max_retry=max_retry)
-                reaped_at = time.monotonic()
             # A stop signal while a trial changes hands would leave it RUNNING with nobody
             # running it: hold signals until the trial is ours and marked as ours...
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -105,8 +101,7 @@ def run_worker(
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 if finished(study, total):
                     return ran
-                time.sleep(poll_seconds)
-                reaped_at = 0.0  # idle: reap on every pass, a retry may be all that is left
+                time.sleep(poll_seconds)  # a retry may be all that is left: wait for it
                 continue
             try:
                 # ...and deliver a pending one here, where the trial is handed back.
@@ -117,9 +112,36 @@ def run_worker(
                 raise
             ran += 1
     finally:
+        reaping.stop()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+class _Reaping:
+    """The worker's reaper, looking at the study's leases every few seconds in a thread of
+    its own, busy or idle: a dead worker's trial is retried while everyone else is busy
+    with long trials too."""
+
+    def __init__(self, reaper: Any):
+        self._reaper = reaper
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hpo-reaper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        # Stop signals belong to the main thread, which hands its trial back.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        while True:
+            try:
+                self._reaper.reap()
+            except Exception as e:  # noqa: BLE001 - a failed look is retried; never fatal
+                log.warning("reaper: could not look at the study's trials: %s", e)
+            if self._stop.wait(self._reaper.interval):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 def _hand_back(queue: TrialQueue, trial: optuna.trial.FrozenTrial) -> None:

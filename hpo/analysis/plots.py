@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from hpo.analysis.curves_diagnostics import trial_curves
 from hpo.analysis.results import is_infeasible
 from hpo.space import Choice, Float, Int
+from hpo.tally import value_of
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -47,7 +48,7 @@ def isolation_figure(analysis: Analysis) -> go.Figure:
     for i, point in enumerate(analysis.isolation):
         if point.best is None:
             continue
-        y = point.best.value
+        y = value_of(point.best)
         lo, hi = point.band or (y, y)
         fig.add_trace(go.Scatter(
             x=[point.group.label], y=[y], mode="markers", name=point.group.label,
@@ -80,7 +81,7 @@ def axis_figures(analysis: Analysis) -> dict[str, go.Figure]:
     for g in r.groups:
         for n, d in g.nuisance.items():
             names.setdefault(n, d)
-    complete_values = [t.value for g in r.groups for t in g.complete]
+    complete_values = [value_of(t) for g in r.groups for t in g.complete]
     worst = (max(complete_values) if r.direction == "minimize" else min(complete_values)) \
         if complete_values else 0.0
     figures = {}
@@ -107,7 +108,8 @@ def axis_figures(analysis: Analysis) -> dict[str, go.Figure]:
                 edge = dist.low if side == "low" else dist.high
                 # A line trace, not a shape: shapes take log10 units on a log axis, and
                 # optuna-dashboard's plotly.js and the report's disagreed about them.
-                ys = [t.value for g in r.groups for t in g.complete if name in t.params] or [0.0]
+                ys = [value_of(t) for g in r.groups for t in g.complete
+                      if name in t.params] or [0.0]
                 fig.add_trace(go.Scatter(
                     x=[edge, edge], y=[min(ys), max(ys)], mode="lines",
                     name=f"{name}: best near the {side} edge",

@@ -171,7 +171,7 @@ def markdown_to_html(md: str) -> str:
                 i += 1
             out.append("<ul>" + "".join(items) + "</ul>")
         elif line.startswith("|"):
-            rows = []
+            rows: list[str] = []
             while i < len(lines) and lines[i].startswith("|"):
                 cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
                 if not all(set(c) <= {"-", ":"} for c in cells):

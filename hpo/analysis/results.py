@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from hpo.attrs import SEED_RERUN_OF as RERUN_ATTR
 from hpo.space import Int
-from hpo.tally import tally
+from hpo.tally import tally, value_of
 
 if TYPE_CHECKING:
     import optuna
@@ -99,7 +99,7 @@ class Results:
     def ranked(self, trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
         """Complete trials, best first."""
         done = [t for t in trials if t.state == TrialState.COMPLETE and _finite(t.value)]
-        return sorted(done, key=lambda t: (self.score(t.value), t.number))
+        return sorted(done, key=lambda t: (self.score(value_of(t)), t.number))
 
     def best(self, group: Group) -> FrozenTrial | None:
         ranked = self.ranked(group.trials)
@@ -131,11 +131,11 @@ def collect(definition: Study, study: optuna.Study) -> Results:
             for n, d in space.active_nuisance(value).items():
                 group.nuisance.setdefault(n, d)
     tallies = tally(definition, study.get_trials(deepcopy=False))
-    for value in tallies:
-        group = groups[key_of(dict(value.value))[0]]
-        group.trials.extend(value.design)
-        group.reruns.extend(value.reruns)
-        group.retried += value.retried
+    for counted in tallies:
+        group = groups[key_of(dict(counted.value))[0]]
+        group.trials.extend(counted.design)
+        group.reruns.extend(counted.reruns)
+        group.retried += counted.retried
     for group in groups.values():
         # In trial order, as they ran: the bootstrap's draws depend on the order.
         group.trials.sort(key=lambda t: t.number)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from hpo.analysis.results import RERUN_ATTR, collect
-from hpo.errors import InputError
 from hpo.attrs import SLOT as SLOT_ATTR
 from hpo.design import np_seed, slot_of
+from hpo.errors import InputError
 
 if TYPE_CHECKING:
     import optuna

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hpo.tables import COUNT_COLUMNS, count_cells, render_table
-from hpo.tally import tally
+from hpo.tally import tally, value_of
 
 if TYPE_CHECKING:
     import optuna
@@ -18,7 +18,7 @@ def summary_table(definition: Study, study: optuna.Study) -> str:
     names = list(definition.space.scientific)
     sign = 1 if definition.direction == "minimize" else -1
     values = sorted(tally(definition, study.get_trials(deepcopy=False)),
-                    key=lambda v: (v.best is None, sign * v.best.value if v.best else 0))
+                    key=lambda v: (v.best is None, sign * value_of(v.best) if v.best else 0))
     rows = [["scientific value", *COUNT_COLUMNS, f"best {definition.metric}", "trial",
              "best trial's nuisance values"]]
     for v in values:

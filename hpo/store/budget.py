@@ -16,15 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 from hpo import attrs
-from hpo.design import is_seed_rerun
 
 if TYPE_CHECKING:
     import optuna
-
-    from hpo.sampling import PlaybookSampler
 
 PENDING = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -39,19 +36,9 @@ def lay_out(study: optuna.Study, budget: int) -> int:
     Call under :func:`hpo.store.opening.exclusive`: two callers at once would add a slot
     twice.
     """
-    sampler: PlaybookSampler = study.sampler  # type: ignore[assignment]
-    planned = {t.user_attrs[attrs.SLOT] for t in study.get_trials(deepcopy=False)
-               if attrs.SLOT in t.user_attrs}
-    missing = [s for s in range(budget) if s not in planned]
-    study.add_trials([_waiting(sampler, s) for s in missing])
-    return len(missing)
+    from hpo.store.queue import queue_for
 
-
-def _waiting(sampler: PlaybookSampler, slot: int) -> optuna.trial.FrozenTrial:
-    params, dists = sampler.planned(slot) or ({}, {})
-    return create_trial(state=TrialState.WAITING, params=params, distributions=dists,
-                        user_attrs={attrs.SLOT: slot, attrs.SEED: sampler.trial_seed(slot)},
-                        system_attrs={attrs.FIXED_PARAMS: {}})
+    return queue_for(study).lay_out(budget)
 
 
 def planned_budget(study: optuna.Study) -> int:
@@ -66,20 +53,14 @@ def progress(study: optuna.Study, budget: int) -> tuple[int, int]:
     Seed re-runs share their original's slot but are not the design: a re-run waiting does
     not make its slot undone.
     """
-    pending = set()
-    planned = set()
-    for t in study.get_trials(deepcopy=False):
-        slot = t.user_attrs.get(attrs.SLOT)
-        if slot is None or slot >= budget:
-            continue
-        planned.add(slot)
-        if t.state in PENDING and not is_seed_rerun(t):
-            pending.add(slot)
-    return len(planned - pending), budget
+    from hpo.store.queue import queue_for
+
+    return queue_for(study).slots_done(budget), budget
 
 
 def finished(study: optuna.Study, budget: int) -> bool:
     """Every slot of the budget done, and no seed re-run waiting or running."""
-    if progress(study, budget)[0] < budget:
-        return False
-    return not any(is_seed_rerun(t) for t in study.get_trials(deepcopy=False, states=PENDING))
+    from hpo.store.queue import queue_for
+
+    queue = queue_for(study)
+    return queue.slots_done(budget) >= budget and not queue.pending_reruns()

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
+import random
+import time
+import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, cast
 
-from hpo import env
+from hpo import attrs, env
+from hpo.errors import InfrastructureError
 from hpo.store.urls import (
     ALLOWED,
     ENV_VAR,
@@ -41,10 +44,6 @@ if TYPE_CHECKING:
     from hpo.store.queue import TrialQueue
     from hpo.study import Study
 
-# Any constant works; it only has to differ from other applications' advisory locks.
-_SCHEMA_LOCK_KEY = 0x6870_6F00
-
-
 class StudyMismatchError(StorageError):
     """A stored study under this name was created from a different design."""
 
@@ -61,34 +60,102 @@ def open_storage(url: str, *, create: bool = True) -> BaseStorage:
             raise StorageError(f"storage {url!r} does not exist; give the journal file the "
                                f"workers wrote (--storage or ${ENV_VAR})")
         return _open_journal(url)
+    if storage_kind == "sqlite":
+        return _open_rdb(url, lambda: _sqlite(url), patient=create)
+    # A worker waits for a database that is not up yet; a read-only command says so at once.
+    return _open_rdb(url, lambda: _postgresql(url, read_only=not create), patient=create)
+
+
+class StorageUnavailable(InfrastructureError):
+    """The storage is right but cannot be reached now (exit 1): waited HPO_DB_PATIENCE."""
+
+
+def _open_rdb(url: str, make: Callable[[], BaseStorage], *, patient: bool) -> BaseStorage:
+    """Open, riding out a database that is not up yet (``patient``); only bad input is
+    exit 2."""
+    import sqlalchemy.exc
+
+    from hpo.store.reconnect import is_connection_loss, retry_while_unreachable
+
+    try:
+        if not patient:
+            return make()
+        return retry_while_unreachable(make, what=f"the connection to {redact(url)}")
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        message = clean(e, url)
+        if _out_of_connections(e):
+            raise StorageUnavailable(
+                f"storage {redact(url)}: the server has no connection slots left ({message});"
+                " lower the number of workers, raise max_connections, or put PgBouncer in"
+                " front (each worker holds one connection, the supervisor one)") from None
+        if is_connection_loss(e):
+            raise StorageUnavailable(
+                f"cannot reach storage {redact(url)}: {message}; "
+                + (f"waited {env.db_patience():.0f}s (HPO_DB_PATIENCE); " if patient else "")
+                + "start the database or check the network, then run the same command "
+                "again") from None
+        raise StorageError(
+            f"cannot open storage {redact(url)}: {message}; "
+            f"check the host, database and credentials (allowed: {ALLOWED})") from None
+    except (ImportError, ValueError) as e:
+        raise StorageError(
+            f"cannot open storage {redact(url)}: {clean(e, url)}; "
+            f"check the URL (allowed: {ALLOWED})") from None
+
+
+def _out_of_connections(error: BaseException) -> bool:
+    code = getattr(getattr(error, "orig", None), "pgcode", None)
+    text = str(getattr(error, "orig", error)).lower()
+    return code in ("53300", "53400") or "too many clients" in text \
+        or "remaining connection slots are reserved" in text
+
+
+def _sqlite(url: str) -> BaseStorage:
+    from optuna.storages import RDBStorage
+
+    return RDBStorage(url)
+
+
+def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
     import optuna
     import sqlalchemy.exc
-    from optuna.storages import RDBStorage
 
     from hpo.store.optuna_internals import check_schema
     from hpo.store.reconnect import ReconnectingRDBStorage
 
-    try:
-        if storage_kind == "sqlite":
-            return RDBStorage(url)
-        with _schema_lock(url, storage_kind), warnings.catch_warnings():
-            # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = ReconnectingRDBStorage(
-                sqlalchemy_url(url),
-                # pre_ping replaces connections the server dropped (restart, idle timeout).
-                engine_kwargs={"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}},
-                heartbeat_interval=env.heartbeat_interval(),
-                grace_period=env.heartbeat_grace(),
-            )
-            check_schema(storage, redact(url))
-            storage.ensure_queue_index()
-            return storage
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        raise StorageError(
-            f"cannot open storage {redact(url)}: {clean(e, url)}; "
-            f"check the host, database and credentials (allowed: {ALLOWED})"
-        ) from None
+    # No lock around table creation: the first workers to start on an empty database may
+    # collide creating the same tables (optuna#1092, #4621); the loser finds them made and
+    # tries again. A lock would serialize every worker's start-up, and a session lock does
+    # not survive PgBouncer's transaction pooling.
+    for attempt in range(8):
+        try:
+            with warnings.catch_warnings():
+                # Heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = ReconnectingRDBStorage(
+                    sqlalchemy_url(url),
+                    # One connection per process, shared by its threads (the trial loop,
+                    # heartbeats, the reaper) one statement at a time: a fleet needs about
+                    # as many connections as it has processes. The one overflow is for
+                    # Optuna, which opens a second connection inside a session at start-up
+                    # (its schema version check); it is closed as soon as it is returned.
+                    # pre_ping replaces a connection the server dropped (restart, timeout).
+                    engine_kwargs={"pool_pre_ping": True, "pool_size": 1, "max_overflow": 1,
+                                   "pool_timeout": 120,
+                                   "connect_args": {"connect_timeout": 10}},
+                    heartbeat_interval=env.heartbeat_interval(),
+                    grace_period=env.heartbeat_grace(),
+                    skip_table_creation=read_only,
+                )
+                check_schema(storage, redact(url))
+                if not read_only:
+                    storage.ensure_hpo_schema()
+                return storage
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            if read_only or attempt == 7:
+                raise
+            time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _open_journal(path: str) -> BaseStorage:
@@ -124,49 +191,17 @@ def open_existing_storage(url: str) -> BaseStorage:
 
 
 @contextlib.contextmanager
-def _schema_lock(url: str, storage_kind: str) -> Iterator[None]:
-    """Serialize Optuna's table creation: workers starting at once on an empty PostgreSQL
-    database otherwise race on CREATE TABLE and crash (optuna#1092, #4621)."""
-    if storage_kind != "postgresql":
-        yield
-        return
-    with _pg_advisory_lock(url, _SCHEMA_LOCK_KEY):
-        yield
-
-
-@contextlib.contextmanager
-def _pg_advisory_lock(url: str, key: int) -> Iterator[None]:
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    engine = sqlalchemy.create_engine(
-        sqlalchemy_url(url), poolclass=NullPool, connect_args={"connect_timeout": 10}
-    )
-    try:
-        with engine.connect() as conn:
-            # Session-level: released on unlock, or by the server if this process dies.
-            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            try:
-                yield
-            finally:
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-    finally:
-        engine.dispose()
-
-
-@contextlib.contextmanager
 def exclusive(url: str, name: str) -> Iterator[None]:
-    """Hold a lock, across processes and machines, for the study called ``name``.
+    """Hold a lock, across the processes of this machine, for the study called ``name``
+    in a journal or SQLite file.
 
     Opening a study, checking its search space and laying out its budget must happen once
     even when many workers start at the same moment; this is the lock that makes it so.
+    (On PostgreSQL the database itself guards them: see :func:`open_study`.)
     """
     storage_kind = kind(url)
     if storage_kind == "postgresql":
-        digest = hashlib.sha256(f"hpo-study:{name}".encode()).digest()
-        with _pg_advisory_lock(url, int.from_bytes(digest[:8], "big", signed=True)):
-            yield
-        return
+        raise ValueError("PostgreSQL needs no lock of hpo's: the database guards the layout")
     path = url if storage_kind == "journal" else url.split(":///", 1)[-1]
     # flock on a file of our own, next to the storage: Optuna's journal uses its own lock
     # for appends, and we hold this one across several of them.
@@ -190,7 +225,6 @@ def open_study(definition: Study, url: str, *,
     import optuna
 
     from hpo.sampling import PlaybookSampler
-    from hpo.store import budget as budgets
     from hpo.store.queue import queue_for
 
     storage = open_storage(url)
@@ -205,27 +239,69 @@ def open_study(definition: Study, url: str, *,
         except KeyError:
             return None
 
-    study = load()
-    if study is not None:
-        # Read the whole study before taking the lock: inside it, Optuna's cache then reads
-        # only what changed, and workers joining a study of 10,000 trials do not queue up
-        # behind each other's full read.
-        study.get_trials(deepcopy=False)
-    with exclusive(url, definition.name):
-        study = study or load()
-        if study is None:
-            study = optuna.create_study(
+    def create() -> optuna.Study:
+        try:
+            return optuna.create_study(
                 study_name=definition.name, storage=storage, sampler=sampler, pruner=pruner,
-                direction=definition.direction,
-            )
+                direction=cast(Literal["minimize", "maximize"], definition.direction))
+        except optuna.exceptions.DuplicatedStudyError:  # another worker was first
+            study = load()
+            assert study is not None
+            return study
+
+    def ready(study: optuna.Study) -> TrialQueue:
+        stored = study.user_attrs
+        if attrs.STUDY_FINGERPRINT not in stored:
+            # New (or its creator died before this was written): the design goes in first,
+            # the identity of its checkpoints last. Every writer writes the same values.
             for key, value in definition.user_attrs().items():
                 study.set_user_attr(key, value)
-        else:
-            check_same_design(definition, study, redact(url))
+            stored = study.user_attrs
+        check_same_design(definition, study, redact(url))
+        if attrs.STUDY_UID not in stored:
+            study.set_user_attr(attrs.STUDY_UID, uuid.uuid4().hex)
         queue = queue_for(study)
         sampler.read_trials = queue.value_trials
-        budgets.lay_out(study, definition.budget if budget is None else budget)
-    return study, queue
+        queue.lay_out(definition.budget if budget is None else budget)
+        refuse_foreign(queue, definition)
+        return queue
+
+    study = load()
+    if kind(url) == "postgresql":
+        # No cross-process lock: the database guards creation (a unique study name), the
+        # design's attributes (the same values from every writer) and the layout (the
+        # slots' primary key), so workers join in parallel, also through PgBouncer.
+        study = study or create()
+        return study, ready(study)
+    if study is not None:
+        # Read the whole study before taking the lock: Optuna's cache then reads only what
+        # changed inside it, and workers joining a large study do not queue up behind each
+        # other's full read.
+        study.get_trials(deepcopy=False)
+    with exclusive(url, definition.name):
+        study = study or load() or create()
+        return study, ready(study)
+
+
+def refuse_foreign(queue: TrialQueue, definition: Study) -> None:
+    """Fail WAITING trials that are not the design's (enqueued by hand with
+    ``study.enqueue_trial``, or by another client), saying why on the trial: hpo runs only
+    its design's slots, and one of them would take a slot of the wrong value."""
+    import logging
+
+    from optuna.trial import TrialState
+
+    for trial in queue.foreign_waiting():
+        value = {n: trial.params[n] for n in definition.space.scientific if n in trial.params}
+        named = ", ".join(f"{k}={v!r}" for k, v in value.items()) or "no scientific value"
+        reason = (f"trial #{trial.number} ({named}) was enqueued outside hpo's design; hpo "
+                  "runs only the design's slots: grow the design with --trials, or re-run a "
+                  "trial with other seeds with hpo seeds")
+        storage = queue.storage
+        trial_id = queue.trial_id(trial)
+        storage.set_trial_user_attr(trial_id, attrs.ERROR, reason)
+        if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            logging.getLogger("hpo.store").warning("hpo: %s", reason)
 
 
 def load_stored_study(definition: Study, url: str) -> optuna.Study:
@@ -251,8 +327,6 @@ def load_stored_study(definition: Study, url: str) -> optuna.Study:
 
 def check_same_design(definition: Study, study: optuna.Study, where: str) -> None:
     """Raise StudyMismatchError if the stored study was made from another design."""
-    from hpo import attrs
-
     stored = study.user_attrs.get(attrs.STUDY_FINGERPRINT)
     new = definition.space.fingerprint()
     stored_direction = study.direction.name.lower()

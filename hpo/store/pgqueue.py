@@ -17,7 +17,10 @@ attributes) still goes through Optuna.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,19 +30,51 @@ from optuna.trial import FrozenTrial
 from hpo import attrs
 from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, trial_id_of
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS hpo_slots (
+    study_id integer NOT NULL REFERENCES studies (study_id) ON DELETE CASCADE,
+    slot integer NOT NULL,
+    attempt integer NOT NULL,
+    trial_id integer NOT NULL UNIQUE REFERENCES trials (trial_id) ON DELETE CASCADE,
+    PRIMARY KEY (study_id, slot, attempt)
+);
+CREATE INDEX IF NOT EXISTS ix_hpo_waiting_trials ON trials (study_id, number)
+    WHERE state = 'WAITING';
+"""
+
+# A study laid out before hpo_slots existed: its slots become attempts in trial order.
+_ADOPT = """
+INSERT INTO hpo_slots (study_id, slot, attempt, trial_id)
+SELECT t.study_id, CAST(a.value_json AS integer),
+       row_number() OVER (PARTITION BY a.value_json ORDER BY t.number) - 1, t.trial_id
+FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = :slot_key
+WHERE t.study_id = :s
+  AND NOT EXISTS (SELECT 1 FROM hpo_slots WHERE study_id = :s)
+  AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r
+                  WHERE r.trial_id = t.trial_id AND r.key = :rerun_key)
+"""
+
+_SLOTS_DONE = """
+SELECT count(*) FROM (
+    SELECT DISTINCT ON (h.slot) t.state FROM hpo_slots h JOIN trials t ON t.trial_id = h.trial_id
+    WHERE h.study_id = :s AND h.slot < :b ORDER BY h.slot, h.attempt DESC) latest
+WHERE latest.state NOT IN ('WAITING', 'RUNNING')
+"""
+
 _CLAIM = """
 WITH claimed AS (
     UPDATE trials SET state = 'RUNNING', datetime_start = :now
     WHERE trial_id = (
         SELECT t.trial_id FROM trials t
         WHERE t.study_id = :study_id AND t.state = 'WAITING'
-          -- Slots laid out by an earlier, larger budget wait for a run that asks for them;
-          -- seed re-runs are extra evaluations and run whatever the budget (hpo.store.budget).
-          AND NOT EXISTS (SELECT 1 FROM trial_user_attributes a
-                          WHERE a.trial_id = t.trial_id AND a.key = :slot_key
-                            AND CAST(a.value_json AS numeric) >= :budget
-                            AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r
-                                            WHERE r.trial_id = t.trial_id AND r.key = :rerun_key))
+          -- A design slot inside the budget (slots laid out by an earlier, larger budget wait
+          -- for a run that asks for them), or a seed re-run, an extra evaluation that runs
+          -- whatever the budget (hpo.store.budget). Nothing else: a trial enqueued by hand
+          -- or by another client is not hpo's to run.
+          AND (EXISTS (SELECT 1 FROM hpo_slots h WHERE h.trial_id = t.trial_id
+                       AND h.slot < :budget)
+               OR EXISTS (SELECT 1 FROM trial_user_attributes r
+                          WHERE r.trial_id = t.trial_id AND r.key = :rerun_key))
         ORDER BY t.number LIMIT 1
         FOR UPDATE OF t SKIP LOCKED)
     RETURNING *
@@ -82,24 +117,173 @@ class QueueStatements:
     """Mixed into hpo's RDBStorage for PostgreSQL (it needs ``self.engine``)."""
 
     engine: Any
+    _claimed: FrozenTrial | None  # the trial claim_trial just returned, until it is read
 
-    def ensure_queue_index(self) -> None:
-        """A partial index of the WAITING trials (only queued rows, so it stays small), which
-        makes the head of the queue an index lookup however many trials the study holds.
-        Optuna never sees it. Without the right to create it, hpo works, only slower."""
-        import logging
+    def ensure_hpo_schema(self) -> None:
+        """hpo's own table and index, next to Optuna's (which never sees them).
 
+        * ``hpo_slots``: which trial is which attempt at which design slot. Its primary key
+          is what enforces the budget: a slot's first attempt can exist once, whatever
+          happens to the locks of the processes that lay the budget out, and each retry is
+          attempt n+1 of its slot, once.
+        * a partial index of the WAITING trials (only queued rows, so it stays small), which
+          makes the head of the queue an index lookup however many trials the study holds.
+
+        Called at every open: ``IF NOT EXISTS`` makes it one cheap statement when they are
+        there. Two processes creating them at once may collide; the caller retries.
+        """
         import sqlalchemy
 
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sqlalchemy.text(
-                    "CREATE INDEX IF NOT EXISTS ix_hpo_waiting_trials ON trials (study_id, number)"
-                    " WHERE state = 'WAITING'"))
-        except sqlalchemy.exc.ProgrammingError as e:
-            logging.getLogger("hpo.storage").info(
-                "no index for the trial queue (%s); taking trials will scan the study",
-                type(e).__name__)
+        with self.engine.begin() as conn:
+            conn.execute(sqlalchemy.text(_SCHEMA))
+
+    def lay_out_slots(self, study_id: int, budget: int,
+                      plan: Callable[[list[int]], list[Slot]]) -> int:
+        """Make sure slots 0..budget-1 exist as WAITING trials; returns how many were added.
+
+        One transaction, a handful of statements, whatever the budget: it takes a lock of
+        its own (transaction-scoped, so it dies with the connection and survives PgBouncer's
+        transaction pooling), then Optuna's lock on the study row (what Optuna's own trial
+        creation takes, so trial numbers stay dense and ordered), reads which slots exist,
+        and writes the missing ones: trials, slots, attributes, parameters. If the
+        connection is lost halfway, nothing is written; if a second process lays out the
+        same slots anyway, the slots' primary key refuses its transaction as a whole.
+        """
+        import sqlalchemy
+
+        text = sqlalchemy.text
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(study_id)})
+            conn.execute(text("SELECT 1 FROM studies WHERE study_id = :s FOR UPDATE"),
+                         {"s": study_id})
+            conn.execute(text(_ADOPT), {"s": study_id, "slot_key": attrs.SLOT,
+                                        "rerun_key": attrs.SEED_RERUN_OF})
+            have = set(conn.execute(text(
+                "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 AND slot < :b"),
+                {"s": study_id, "b": budget}).scalars())
+            missing = [s for s in range(budget) if s not in have]
+            if not missing:
+                return 0
+            slots = plan(missing)
+            rows = conn.execute(text(
+                "INSERT INTO trials (number, study_id, state) "
+                "SELECT (SELECT count(*) FROM trials WHERE study_id = :s) + i - 1, :s, 'WAITING'"
+                " FROM generate_series(1, :n) AS i RETURNING trial_id, number"),
+                {"s": study_id, "n": len(slots)}).all()
+            ids = [trial_id for trial_id, _ in sorted(rows, key=lambda r: r[1])]
+            conn.execute(text(
+                "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) "
+                "SELECT :s, u.slot, 0, u.trial_id "
+                "FROM unnest(CAST(:slots AS integer[]), CAST(:ids AS integer[])) "
+                "AS u(slot, trial_id)"),
+                {"s": study_id, "slots": [x.slot for x in slots], "ids": ids})
+            _insert_rows(conn, "trial_user_attributes", ("trial_id", "key", "value_json"),
+                         [(i, k, json.dumps(v)) for i, x in zip(ids, slots, strict=True)
+                          for k, v in ((attrs.SLOT, x.slot), (attrs.SEED, x.seed))])
+            _insert_rows(conn, "trial_system_attributes", ("trial_id", "key", "value_json"),
+                         [(i, attrs.FIXED_PARAMS, "{}") for i in ids])
+            _insert_rows(conn, "trial_params",
+                         ("trial_id", "param_name", "param_value", "distribution_json"),
+                         [(i, name, x.dists[name].to_internal_repr(value),
+                           distributions.distribution_to_json(x.dists[name]))
+                          for i, x in zip(ids, slots, strict=True)
+                          for name, value in x.params.items()])
+        return len(slots)
+
+    def retry_slot(self, study_id: int, failed: FrozenTrial, slot: int,
+                   drop: tuple[str, ...]) -> bool:
+        """Add attempt n+1 at the slot whose attempt n (``failed``) just failed: a WAITING
+        copy with its parameters, attributes (but ``drop``) and reported steps, and Optuna's
+        ``failed_trial`` / ``retry_history`` system attributes. False if that attempt was
+        already retried (by another reaper) or is not the slot's latest."""
+        import sqlalchemy
+
+        text = sqlalchemy.text
+        old = trial_id_of(failed)
+        history = [*failed.system_attrs.get(attrs.RETRY_HISTORY, []), failed.number]
+        first = failed.system_attrs.get(attrs.FAILED_TRIAL, failed.number)
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT 1 FROM studies WHERE study_id = :s FOR UPDATE"),
+                         {"s": study_id})
+            latest = conn.execute(text(
+                "SELECT attempt, trial_id FROM hpo_slots WHERE study_id = :s AND slot = :slot "
+                "ORDER BY attempt DESC LIMIT 1"), {"s": study_id, "slot": slot}).first()
+            if latest is None or latest[1] != old:
+                return False
+            new = conn.execute(text(
+                "INSERT INTO trials (number, study_id, state) VALUES "
+                "((SELECT count(*) FROM trials WHERE study_id = :s), :s, 'WAITING') "
+                "RETURNING trial_id"), {"s": study_id}).scalar_one()
+            conn.execute(text(
+                "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) "
+                "VALUES (:s, :slot, :attempt, :new)"),
+                {"s": study_id, "slot": slot, "attempt": latest[0] + 1, "new": new})
+            copy = {"old": old, "new": new}
+            conn.execute(text(
+                "INSERT INTO trial_params (trial_id, param_name, param_value, distribution_json)"
+                " SELECT :new, param_name, param_value, distribution_json FROM trial_params"
+                " WHERE trial_id = :old"), copy)
+            conn.execute(text(
+                "INSERT INTO trial_user_attributes (trial_id, key, value_json)"
+                " SELECT :new, key, value_json FROM trial_user_attributes"
+                " WHERE trial_id = :old AND NOT (key = ANY(CAST(:drop AS varchar[])))"),
+                {**copy, "drop": list(drop)})
+            conn.execute(text(
+                "INSERT INTO trial_system_attributes (trial_id, key, value_json)"
+                " SELECT :new, key, value_json FROM trial_system_attributes"
+                " WHERE trial_id = :old AND NOT (key = ANY(CAST(:mine AS varchar[])))"),
+                {**copy, "mine": [attrs.FAILED_TRIAL, attrs.RETRY_HISTORY]})
+            _insert_rows(conn, "trial_system_attributes", ("trial_id", "key", "value_json"),
+                         [(new, attrs.FAILED_TRIAL, json.dumps(first)),
+                          (new, attrs.RETRY_HISTORY, json.dumps(history))])
+            conn.execute(text(
+                "INSERT INTO trial_intermediate_values"
+                " (trial_id, step, intermediate_value, intermediate_value_type)"
+                " SELECT :new, step, intermediate_value, intermediate_value_type"
+                " FROM trial_intermediate_values WHERE trial_id = :old"), copy)
+        return True
+
+    def heartbeats(self, study_id: int) -> dict[int, Any]:
+        """Each RUNNING trial's last heartbeat (None: it never beat, e.g. another client's)."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sqlalchemy.text(
+                "SELECT t.trial_id, h.heartbeat FROM trials t LEFT JOIN trial_heartbeats h"
+                " ON h.trial_id = t.trial_id WHERE t.study_id = :s AND t.state = 'RUNNING'"),
+                {"s": study_id}).all())
+
+    def slots_done(self, study_id: int, budget: int) -> int:
+        """Slots below the budget whose latest attempt has finished: one aggregate query,
+        however many trials the study holds."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return int(conn.execute(sqlalchemy.text(_SLOTS_DONE),
+                                    {"s": study_id, "b": budget}).scalar_one())
+
+    def reruns_pending(self, study_id: int) -> bool:
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return bool(conn.execute(sqlalchemy.text(
+                "SELECT EXISTS (SELECT 1 FROM trials t JOIN trial_user_attributes a"
+                " ON a.trial_id = t.trial_id AND a.key = :rerun_key"
+                " WHERE t.study_id = :s AND t.state IN ('WAITING', 'RUNNING'))"),
+                {"s": study_id, "rerun_key": attrs.SEED_RERUN_OF}).scalar_one())
+
+    def foreign_waiting(self, study_id: int) -> list[int]:
+        """WAITING trials that are neither a design slot nor a seed re-run (enqueued by hand
+        or by another client): their trial ids."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            return list(conn.execute(sqlalchemy.text(
+                "SELECT t.trial_id FROM trials t WHERE t.study_id = :s AND t.state = 'WAITING'"
+                " AND NOT EXISTS (SELECT 1 FROM hpo_slots h WHERE h.trial_id = t.trial_id)"
+                " AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r"
+                "                 WHERE r.trial_id = t.trial_id AND r.key = :rerun_key)"),
+                {"s": study_id, "rerun_key": attrs.SEED_RERUN_OF}).scalars())
 
     def claim_trial(self, study_id: int, budget: int,
                     owner: dict[str, Any]) -> FrozenTrial | None:
@@ -114,8 +298,7 @@ class QueueStatements:
         with self.engine.begin() as conn:
             row = conn.execute(sqlalchemy.text(_CLAIM), {
                 "now": datetime.now(),  # Optuna's own clock for start and end: local, naive
-                "study_id": study_id, "budget": budget, "slot_key": attrs.SLOT,
-                "rerun_key": attrs.SEED_RERUN_OF,
+                "study_id": study_id, "budget": budget, "rerun_key": attrs.SEED_RERUN_OF,
                 "keys": keys, "values": values,
             }).first()
         if row is None:
@@ -178,3 +361,32 @@ class QueueStatements:
             return claimed
         return super().get_trial(trial_id)  # type: ignore[misc]
 
+
+@dataclass(frozen=True)
+class Slot:
+    """A design slot to lay out: its point (empty in the exploit phase) and seed."""
+
+    slot: int
+    seed: int
+    params: dict[str, Any]
+    dists: dict[str, distributions.BaseDistribution]
+
+
+def _lock_key(study_id: int) -> int:
+    digest = hashlib.sha256(f"hpo-layout:{study_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _insert_rows(conn: Any, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
+    """Many rows in one statement: one array per column, unnested by the server."""
+    import sqlalchemy
+
+    if not rows:
+        return
+    types = {"trial_id": "integer", "key": "varchar", "value_json": "text",
+             "param_name": "varchar", "param_value": "double precision",
+             "distribution_json": "text"}
+    arrays = ", ".join(f"CAST(:c{i} AS {types[c]}[])" for i, c in enumerate(columns))
+    conn.execute(sqlalchemy.text(
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"),
+        {f"c{i}": list(col) for i, col in enumerate(zip(*rows, strict=True))})

@@ -8,13 +8,13 @@ Nothing outside :mod:`hpo.store` asks which storage it is talking to.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from hpo import attrs
-from hpo.design import is_seed_rerun
+from hpo.design import is_seed_rerun, slot_of
 from hpo.store.optuna_internals import (
     heartbeat_interval,
     rdb_backend,
@@ -23,6 +23,7 @@ from hpo.store.optuna_internals import (
     study_id_of,
     trial_id_of,
 )
+from hpo.store.pgqueue import Slot
 
 if TYPE_CHECKING:
     import optuna
@@ -30,6 +31,18 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from hpo.store.reconnect import ReconnectingRDBStorage
+
+
+class _Playbook(Protocol):
+    """What the queue asks of the study's sampler (hpo.sampling.PlaybookSampler, which
+    hpo.store.opening gives every study; not imported here: sampling imports the store)."""
+
+    def trial_seed(self, slot: int) -> int: ...
+
+    def planned(self, slot: int) -> tuple[dict[str, Any], dict[str, BaseDistribution]] | None:
+        ...
+
+    def point(self, study: optuna.Study, trial: FrozenTrial) -> tuple[dict[str, Any], dict]: ...
 
 
 def queue_for(study: optuna.Study) -> TrialQueue:
@@ -67,8 +80,9 @@ class TrialQueue:
         """
         storage = self.storage
         for trial in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if beyond_budget(trial.user_attrs, budget):
-                continue
+            if beyond_budget(trial.user_attrs, budget) or not (
+                    attrs.SLOT in trial.user_attrs or is_seed_rerun(trial)):
+                continue  # not the design's to run now (or at all: enqueued by hand)
             trial_id = trial_id_of(trial)
             try:
                 # False when another worker popped it first: try the next one.
@@ -102,6 +116,55 @@ class TrialQueue:
     def trial_id(self, trial: FrozenTrial | optuna.Trial) -> int:
         return trial_id_of(trial)
 
+    # --- the design's slots --------------------------------------------------------------
+
+    def lay_out(self, budget: int) -> int:
+        """Make sure slots 0..budget-1 exist; returns how many were added. Call under
+        :func:`hpo.store.opening.exclusive`: two callers at once would add a slot twice."""
+        planned = {t.user_attrs[attrs.SLOT] for t in self.study.get_trials(deepcopy=False)
+                   if attrs.SLOT in t.user_attrs}
+        missing = [s for s in range(budget) if s not in planned]
+        self.study.add_trials([
+            create_trial(state=TrialState.WAITING, params=x.params, distributions=x.dists,
+                         user_attrs={attrs.SLOT: x.slot, attrs.SEED: x.seed},
+                         system_attrs={attrs.FIXED_PARAMS: {}})
+            for x in self._plan(missing)])
+        return len(missing)
+
+    def _plan(self, slots: list[int]) -> list[Slot]:
+        sampler = cast(_Playbook, self.study.sampler)
+        out = []
+        for slot in slots:
+            params, dists = sampler.planned(slot) or ({}, {})
+            out.append(Slot(slot, sampler.trial_seed(slot), params, dists))
+        return out
+
+    def add_retry(self, failed: FrozenTrial) -> bool:
+        """Queue the next attempt at a failed trial's slot: a WAITING copy with the same
+        parameters, slot, seed and reported steps (Optuna's ``failed_trial`` /
+        ``retry_history`` system attributes, so its tools understand it)."""
+        system_attrs = {
+            **failed.system_attrs,
+            attrs.FAILED_TRIAL: failed.system_attrs.get(attrs.FAILED_TRIAL, failed.number),
+            attrs.RETRY_HISTORY: [*failed.system_attrs.get(attrs.RETRY_HISTORY, []),
+                                  failed.number],
+        }
+        self.study.add_trial(create_trial(
+            state=TrialState.WAITING,
+            params=failed.params,
+            distributions=failed.distributions,
+            user_attrs={k: v for k, v in failed.user_attrs.items() if k not in attrs.ATTEMPT},
+            system_attrs=system_attrs,
+            intermediate_values=failed.intermediate_values,
+        ))
+        return True
+
+    def foreign_waiting(self) -> list[FrozenTrial]:
+        """WAITING trials that are neither a design slot nor a seed re-run: enqueued by
+        hand or by another client."""
+        return [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if attrs.SLOT not in t.user_attrs and not is_seed_rerun(t)]
+
     # --- reads ---------------------------------------------------------------------------
 
     def value_trials(self, known: dict[int, FrozenTrial]) -> list[FrozenTrial] | None:
@@ -119,6 +182,19 @@ class TrialQueue:
         """A seed re-run still waiting or running."""
         return any(is_seed_rerun(t) for t in self.study.get_trials(
             deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
+
+    def slots_done(self, budget: int) -> int:
+        """Design slots below ``budget`` whose latest attempt has finished; a seed re-run
+        waiting does not make its slot undone."""
+        pending, planned = set(), set()
+        for t in self.study.get_trials(deepcopy=False):
+            slot = t.user_attrs.get(attrs.SLOT)
+            if slot is None or slot >= budget:
+                continue
+            planned.add(slot)
+            if not t.state.is_finished() and not is_seed_rerun(t):
+                pending.add(slot)
+        return len(planned - pending)
 
     # --- heartbeats ----------------------------------------------------------------------
 
@@ -138,6 +214,10 @@ class TrialQueue:
 
     def heartbeat_ages(self, trial_ids: list[int]) -> dict[int, float]:
         """Seconds since each running trial's last heartbeat ({} where there are none)."""
+        return {}
+
+    def heartbeats(self) -> dict[int, Any]:
+        """Each RUNNING trial's last heartbeat as stored ({} where there are none)."""
         return {}
 
 
@@ -165,7 +245,7 @@ class PostgresQueue(TrialQueue):
 
     def _point(self, trial: FrozenTrial) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
         # The study's sampler is the playbook sampler: hpo.store.opening gives it.
-        return self.study.sampler.point(self.study, trial)  # type: ignore[attr-defined]
+        return cast(_Playbook, self.study.sampler).point(self.study, trial)
 
     def finish(self, trial: FrozenTrial, value: float) -> None:
         self.study.sampler.after_trial(self.study, trial, TrialState.COMPLETE, [value])
@@ -174,6 +254,28 @@ class PostgresQueue(TrialQueue):
 
     def value_trials(self, known: dict[int, FrozenTrial]) -> list[FrozenTrial] | None:
         return self.backend.tpe_trials(self.study_id, known, running=True)
+
+    def pending_reruns(self) -> bool:
+        return self.backend.reruns_pending(self.study_id)
+
+    def slots_done(self, budget: int) -> int:
+        return self.backend.slots_done(self.study_id, budget)
+
+    def lay_out(self, budget: int) -> int:
+        # In bulk and under the database's own guard (hpo.store.pgqueue.lay_out_slots); no
+        # cross-process lock is needed around it.
+        return self.backend.lay_out_slots(self.study_id, budget, self._plan)
+
+    def add_retry(self, failed: FrozenTrial) -> bool:
+        if is_seed_rerun(failed):  # not a design slot: Optuna's own copy
+            return super().add_retry(failed)
+        return self.backend.retry_slot(self.study_id, failed, slot_of(failed), attrs.ATTEMPT)
+
+    def foreign_waiting(self) -> list[FrozenTrial]:
+        return [self.storage.get_trial(i) for i in self.backend.foreign_waiting(self.study_id)]
+
+    def heartbeats(self) -> dict[int, Any]:
+        return self.backend.heartbeats(self.study_id)
 
     def heartbeat_ages(self, trial_ids: list[int]) -> dict[int, float]:
         if not trial_ids:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -29,43 +30,84 @@ log = logging.getLogger("hpo.storage")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _is_connection_error(error: BaseException | None) -> bool:
-    """A lost connection, also when Optuna wrapped it (StorageInternalError from e)."""
+# SQLSTATEs of a lost or refused connection: class 08 (connection exception), the server
+# shutting down or starting up (57P01-57P03).
+_CONNECTION_STATES = ("57P01", "57P02", "57P03")
+# A refused connection whose cause will not go away by waiting: bad input.
+_PERMANENT = ("authentication failed", "does not exist", "could not translate host name",
+              "no password supplied", "no pg_hba.conf entry", "invalid dsn",
+              "invalid connection option", "password authentication")
+
+
+def is_connection_loss(error: BaseException | None) -> bool:
+    """A lost (or not yet possible) connection, also when Optuna wrapped it
+    (``StorageInternalError from e``): worth waiting for. A lock or statement timeout, a
+    deadlock, a schema error, a refused login are not: retrying them for minutes would only
+    hide the database's message.
+    """
     import sqlalchemy.exc
 
     while error is not None:
-        if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
-            return True
-        if isinstance(error, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            return True
+        if isinstance(error, sqlalchemy.exc.DBAPIError):
+            if error.connection_invalidated:
+                return True
+            code = getattr(error.orig, "pgcode", None)
+            if code is not None:
+                return code.startswith("08") or code in _CONNECTION_STATES
+            if isinstance(error, (sqlalchemy.exc.OperationalError,
+                                  sqlalchemy.exc.InterfaceError)):
+                # No SQLSTATE: the client lost the server (refused, reset, closed).
+                return not any(p in str(error.orig).lower() for p in _PERMANENT)
+            return False
         error = error.__cause__ or error.__context__
     return False
+
+
+_depth = threading.local()
 
 
 def _retrying(method: F) -> F:
     @functools.wraps(method)
     def call(self: RDBStorage, *args: Any, **kwargs: Any) -> Any:
-        patience = env.db_patience()
-        deadline = time.monotonic() + patience
-        delay, warned = 0.5, False
-        while True:
-            try:
-                result = method(self, *args, **kwargs)
-            except Exception as e:
-                if not _is_connection_error(e) or time.monotonic() + delay > deadline:
-                    raise
-                if not warned:
-                    log.warning("lost the database connection (%s); reconnecting with backoff "
-                                "for up to %.0fs", type(e).__name__, patience)
-                    warned = True
-                time.sleep(delay)
-                delay = min(delay * 2, 15.0)
-                continue
-            if warned:
-                log.warning("database connection is back; continuing")
-            return result
+        if getattr(_depth, "inside", False):
+            # A wrapped call made by another (Optuna's methods call each other): the
+            # outermost one retries, once, as a whole.
+            return method(self, *args, **kwargs)
+        _depth.inside = True
+        try:
+            return retry_while_unreachable(lambda: method(self, *args, **kwargs))
+        finally:
+            _depth.inside = False
 
     return call  # type: ignore[return-value]
+
+
+T = TypeVar("T")
+
+
+def retry_while_unreachable(call: Callable[[], T],
+                            what: str = "the database connection") -> T:
+    """``call()``, retried with exponential backoff while the only trouble is a lost
+    connection, for up to ``HPO_DB_PATIENCE`` seconds; one log line per outage."""
+    patience = env.db_patience()
+    deadline = time.monotonic() + patience
+    delay, warned = 0.5, False
+    while True:
+        try:
+            result = call()
+        except Exception as e:
+            if not is_connection_loss(e) or time.monotonic() + delay > deadline:
+                raise
+            if not warned:
+                log.warning("lost %s (%s); reconnecting with backoff for up to %.0fs",
+                            what, type(e).__name__, patience)
+                warned = True
+            time.sleep(delay)
+            delay = min(delay * 2, 15.0)
+            continue
+        if warned:
+            log.warning("%s is back; continuing", what.removeprefix("the "))
+        return result
 
 
 class ReconnectingRDBStorage(QueueStatements, RDBStorage):
@@ -86,6 +128,7 @@ for _name in (
     "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
     "get_trial_user_attrs", "get_trial_system_attrs", "get_best_trial", "get_n_trials",
     "record_heartbeat", "_get_stale_trial_ids", "claim_trial", "finish_trial", "set_trial_params",
-    "tpe_trials",
+    "tpe_trials", "lay_out_slots", "retry_slot", "foreign_waiting", "heartbeats", "slots_done",
+    "reruns_pending",
 ):
     setattr(ReconnectingRDBStorage, _name, _retrying(getattr(ReconnectingRDBStorage, _name)))

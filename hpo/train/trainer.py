@@ -304,6 +304,7 @@ class _Run:
         if state is None:
             self.best.remove_stale()
             return
+        assert saved is not None  # the state came from it
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])

@@ -64,7 +64,6 @@ SECRET = "Sup3rSecretPw"
 
 
 @pytest.mark.parametrize("url", [
-    f"postgresql+psycopg2://postgres:{SECRET}@127.0.0.1:1/hpo",              # unreachable port
     f"postgresql+psycopg2://postgres:{SECRET}@127.0.0.1:5432/no_such_db_hpo",  # wrong database
     f"postgresql+psycopg2://postgres:{SECRET}@no-such-host.invalid/hpo",       # unknown host
 ])
@@ -77,6 +76,20 @@ def test_unusable_storage_is_one_line_exit_2_and_never_shows_the_password(tmp_pa
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("hpo: error: cannot open storage"), lines
         assert "***" in lines[0]
+
+
+def test_an_unreachable_database_is_waited_for_then_exit_1_with_one_line(tmp_path, study_file):
+    """Not bad input: the database may be starting. A worker retries with backoff for
+    HPO_DB_PATIENCE seconds, then stops with the reason (exit 1); nothing is written."""
+    url = f"postgresql+psycopg2://postgres:{SECRET}@127.0.0.1:1/hpo"
+    result = hpo_cli("run", study_file(), env={"HPO_STORAGE": url, "HPO_DB_PATIENCE": "3"},
+                     cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("hpo: error:")]
+    assert len(errors) == 1 and errors[0].startswith("hpo: error: cannot reach storage")
+    assert "waited 3s (HPO_DB_PATIENCE)" in errors[0]
+    assert not any(tmp_path.glob("*journal*"))
 
 
 @pytest.mark.postgres

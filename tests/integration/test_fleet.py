@@ -17,7 +17,7 @@ from pg_cluster import Cluster
 
 from hpo import env
 from hpo.store import open_storage
-from hpo.store.leases import reap
+from hpo.store.leases import Reaper
 from hpo.store.queue import queue_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -161,7 +161,7 @@ def test_retry_limit_ends_in_fail_that_counts_the_deaths(tmp_path):
         # A worker on this host whose process is gone (pid 2**22 + n is never a live pid here).
         trial.set_user_attr("host", env.host())
         trial.set_user_attr("worker_pid", 2**22 + 7)
-        assert reap(queue_for(study), max_retry=2) == 1
+        assert Reaper(queue_for(study), max_retry=2).reap() == 1
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "FAIL", "FAIL"]
     assert "died 3 times" in trials[-1].user_attrs["error"]

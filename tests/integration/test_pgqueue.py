@@ -37,9 +37,23 @@ def open_in_storage(definition, url, budget):
 MINE = {"host": "gpu-7", "worker_pid": 4242, "gpu": "NVIDIA H100", "note": [1, {"a": None}]}
 
 
-def waiting(study, **kwargs):
-    study.add_trial(create_trial(state=TrialState.WAITING, **kwargs))
-    return study.get_trials(deepcopy=False)[-1]
+def waiting(study, state=TrialState.WAITING, **kwargs):
+    """A trial (WAITING unless told) added as Optuna adds one; with a slot (and not a seed
+    re-run), it is registered as that slot's next attempt, as hpo's layout and retries
+    register theirs."""
+    study.add_trial(create_trial(state=state, **kwargs))
+    trial = study.get_trials(deepcopy=False)[-1]
+    user_attrs = kwargs.get("user_attrs", {})
+    backend = getattr(study._storage, "_backend", None)
+    if hasattr(backend, "engine") and "slot" in user_attrs and "seed_rerun_of" not in user_attrs:
+        import sqlalchemy
+
+        with study._storage._backend.engine.begin() as conn:
+            conn.execute(sqlalchemy.text(
+                "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) SELECT :s, :slot,"
+                " (SELECT count(*) FROM hpo_slots WHERE study_id = :s AND slot = :slot), :t"),
+                {"s": study._study_id, "slot": user_attrs["slot"], "t": trial._trial_id})
+    return trial
 
 
 @pytest.fixture
@@ -188,8 +202,7 @@ def test_a_seed_rerun_of_a_slot_beyond_the_budget_still_runs(where, pg_url, tmp_
     url = pg_url if where == "postgresql" else str(tmp_path / "j.log")
     study = empty_study(url)
     for slot in range(8):
-        study.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0,
-                                     user_attrs={"slot": slot}))
+        waiting(study, state=TrialState.COMPLETE, value=1.0, user_attrs={"slot": slot})
     waiting(study, user_attrs={"slot": 7})  # a design slot beyond the budget of 4: left alone
     waiting(study, user_attrs={"slot": 6, RERUN_ATTR: 6, "seed": 99})
 

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import hpo_cli
 
 PACKAGE = Path(__file__).resolve().parents[2] / "hpo"
@@ -105,3 +104,26 @@ def test_set_attr_refuses_the_keys_hpo_relies_on(key):
         ctx.set_attr(key, 3)
     ctx.set_attr("my_slot", 3)
     assert trial.written == {"my_slot": 3}
+
+
+def test_every_variable_is_documented_with_its_default():
+    """docs/environment.md's table has one row per variable hpo.env declares, no more,
+    and states the same default."""
+    from hpo import env
+
+    page = (PACKAGE.parent / "docs" / "environment.md").read_text()
+    rows = {}
+    for line in page.splitlines():
+        match = re.match(r"\| `(HPO_[A-Z_]+)` \| ([^|]*) \|", line)
+        if match:
+            rows[match.group(1)] = match.group(2).strip()
+    assert set(rows) == set(env.VARIABLES)
+    for name, variable in env.VARIABLES.items():
+        if variable.default.replace(".", "").isdigit():  # numbers must match exactly
+            assert rows[name] == variable.default, name
+
+
+def test_the_readme_is_the_front_door():
+    readme = (PACKAGE.parent / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    assert "make demo" in readme and "make test" in readme

@@ -9,12 +9,12 @@ import signal
 
 import optuna
 import pytest
-from optuna.trial import TrialState
-
 from conftest import hpo_cli
+from optuna.trial import TrialState
+from test_fleet import start_fleet, wait_for
+
 from hpo.store import open_storage
 from hpo.tables import COUNT_COLUMNS
-from test_fleet import start_fleet, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 NAME = "synthetic-v1"
@@ -32,7 +32,7 @@ def counts(text: str) -> dict[str, dict[str, str]]:
                 if not row.strip():
                     break
                 values = _cells(row)
-                table[values[0]] = dict(zip(header, values))
+                table[values[0]] = dict(zip(header, values, strict=False))
             return {label: {c: row[c] for c in COUNT_COLUMNS} for label, row in table.items()}
     raise AssertionError(f"no per-value count table in:\n{text}")
 

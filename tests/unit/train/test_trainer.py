@@ -184,4 +184,7 @@ def test_custom_data_and_a_custom_model(tmp_path):
 
 
 def _slot(trial):
-    return f"{trial.study.study_name}/slot-trial-{trial.number}"
+    """The trial's checkpoint folder, relative to the checkpoint root."""
+    from hpo.context import Context
+
+    return Context(trial, seed=0, checkpoint_root=".").checkpoint_dir
