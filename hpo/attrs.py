@@ -23,6 +23,7 @@ ERROR = "error"                  # why the attempt failed, one line
 TRACEBACK = "traceback"          # the last lines of the objective's traceback
 DIVERGED = "diverged"            # the metric was NaN or infinite: infeasible
 OOM = "oom"                      # out of memory: infeasible
+FAILURE_KIND = "failure_kind"    # how a FAIL attempt failed: one of hpo.failures.KINDS
 CURVES = "curves"                # training curves (hpo.curves)
 
 # --- written by hpo.train through ctx.set_attr (not reserved: a user objective may too) --
@@ -31,13 +32,14 @@ DIVERGED_STEP = "diverged_step"
 
 # Attributes that describe one attempt, not the trial: a retry must not inherit them.
 ATTEMPT = (HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK,
-           RESUMED_FROM_STEP)
+           FAILURE_KIND, DIVERGED, OOM, RESUMED_FROM_STEP)
 
 # Provenance (hpo.run.provenance) besides HOST, WORKER_PID, GPU, CUDA_VISIBLE_DEVICES.
 PROVENANCE = ("python", "torch_version", "optuna_version", "git_commit", "git_dirty")
 
 RESERVED = frozenset({SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, WORKER_STARTED, GPU,
-                      CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, DIVERGED, OOM, CURVES, *PROVENANCE})
+                      CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, DIVERGED, OOM, FAILURE_KIND, CURVES,
+                      *PROVENANCE})
 
 # --- trial system attributes (Optuna's own names for a retried trial) ------------------
 FIXED_PARAMS = "fixed_params"
@@ -53,5 +55,9 @@ STUDY_TRIALS_PER_VALUE = "trials_per_value"
 STUDY_ROLES = "roles"
 STUDY_FIXED = "fixed"
 STUDY_SPACE = "space"
+STUDY_DESIGN = "design"                     # hpo.study.Study.design(): the whole identity
+STUDY_DESIGN_FINGERPRINT = "design_fingerprint"
+# The space alone (all hpo had before the design's); written last, so a study that has it
+# has its whole design recorded.
 STUDY_FINGERPRINT = "space_fingerprint"
 STUDY_UID = "hpo_study_uid"      # created with the stored study: whose checkpoints are whose

@@ -12,12 +12,20 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpo import env
 from hpo.context import CHECKPOINT_ENV
 from hpo.errors import HpoError
+from hpo.failures import RETRYABLE
 from hpo.launch.slurm import add_options as slurm_options
 from hpo.store.urls import ENV_VAR, StorageError, redact, resolve_url
+from hpo.worker import MAX_ERRORS
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.study import Study
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -32,14 +40,47 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def of(package: str) -> str:
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"hpo {of('hpo')} (optuna {of('optuna')}, python {sys.version.split()[0]})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo",
         description="Hyperparameter studies the Deep Learning Tuning Playbook's way, on Optuna.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def located(p: argparse.ArgumentParser) -> None:
         p.add_argument("study_file", type=Path, help="a Python file that defines one hpo.Study")
         p.add_argument("--storage", metavar="URL", help=(
             f"postgresql+psycopg2://user@host/db, or a journal file path; default: ${ENV_VAR}, "
@@ -47,9 +88,19 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--trials", type=_positive_int, metavar="N", help=(
             "the study's total budget of finished trials, all workers together "
             "(default: the study's trials_per_value x its number of scientific values)"))
+
+    def common(p: argparse.ArgumentParser) -> None:
+        """The options of the commands that run trials."""
+        located(p)
         p.add_argument("--checkpoint-dir", type=Path, metavar="DIR", help=(
             "folder for trial checkpoints, shared by all workers so a retried trial resumes "
             "(default: $HPO_CHECKPOINT_DIR, else ./hpo-checkpoints)"))
+        p.add_argument("--trial-timeout", type=_seconds, metavar="SECONDS", help=(
+            "stop a trial that runs longer and record it as failed, kind timeout "
+            "(default: the study's trial_timeout, else no limit)"))
+        p.add_argument("--max-errors", type=_count, default=MAX_ERRORS, metavar="N", help=(
+            f"stop the study when its first N finished trials all failed with an error "
+            f"(default: {MAX_ERRORS}; 0: never)"))
 
     run = sub.add_parser("run", help="run a study with several worker processes on this machine")
     common(run)
@@ -67,13 +118,42 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
+    # hpo run / hpo workers start their workers with it: the supervisor reports how the
+    # study ended, and learns from the exit status that the study is failing (fleet.py).
+    worker.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
 
     slurm = sub.add_parser("slurm", help="submit a Slurm array job: one worker per array task")
     common(slurm)
     slurm_options(slurm)
 
-    status = sub.add_parser("status", help="progress, ETA, running and stale trials (read-only)")
-    common(status)
+    status = sub.add_parser("status", help=(
+        "progress, ETA, failures, running and stale trials (read-only)"))
+    located(status)
+
+    retry = sub.add_parser("retry", help=(
+        "queue the slots that failed (error, timeout, infrastructure) again, with the same "
+        "parameters and seeds; the next hpo run runs them"))
+    retry.add_argument("study_file", type=Path, help="the Python file that defines the hpo.Study")
+    retry.add_argument("--storage", metavar="URL", help=(
+        f"where the study ran: a journal file path or a database URL; default: ${ENV_VAR}, "
+        "else ./hpo-journal.log"))
+    retry.add_argument("--kind", action="append", choices=(*RETRYABLE, "all"), help=(
+        "which failures to retry, repeatable (default: all, which is every kind but the "
+        "infeasible ones: diverged and oom are results, never retried)"))
+
+    studies = sub.add_parser("studies", help=(
+        "the studies in a storage: phase, budget progress, failures (read-only)"))
+    studies.add_argument("--storage", metavar="URL", help=(
+        f"a journal file path or a database URL; default: ${ENV_VAR}, else ./hpo-journal.log"))
+
+    delete = sub.add_parser("delete", help="delete one study and all its trials from storage")
+    delete.add_argument("study_file", type=Path, help=(
+        "the Python file that defines the hpo.Study (only its name is used)"))
+    delete.add_argument("--storage", metavar="URL", help=(
+        f"where the study is: a journal file path or a database URL; default: ${ENV_VAR}, "
+        "else ./hpo-journal.log"))
+    delete.add_argument("--yes", action="store_true", help=(
+        "really delete it (without --yes, nothing is deleted)"))
 
     # Analysis commands read a study already in storage; none of them creates one.
     def stored(p: argparse.ArgumentParser) -> None:
@@ -170,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             # Through the environment, so the worker processes a fleet starts inherit it.
             os.environ[CHECKPOINT_ENV] = str(args.checkpoint_dir.resolve())
         return {"run": _run, "workers": _run, "worker": _worker, "status": _status,
-                "report": _report, "seeds": _seeds, "dashboard": _dashboard, "export": _export,
+                "retry": _retry, "studies": _studies, "delete": _delete, "report": _report,
+                "seeds": _seeds, "dashboard": _dashboard, "export": _export,
                 "batch-scan": _batch_scan, "slurm": _slurm}[args.command](args, url)
     except HpoError as e:
         print(f"hpo: error: {e}", file=sys.stderr)
@@ -195,6 +276,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     from hpo.store import open_study
     from hpo.store.budget import progress
     from hpo.study_file import load_study_file
+    from hpo.worker import fail_fast_reason
 
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
@@ -203,10 +285,15 @@ def _run(args: argparse.Namespace, url: str) -> int:
     budget = args.trials or definition.budget
     check_checkpoint_root()  # before anything is written: every worker would fail on it
     study, _ = open_study(definition, url, budget=budget)
+    timeout = args.trial_timeout or definition.trial_timeout
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
-          f"phase {definition.phase}", file=sys.stderr)
-    fleet = Fleet(args.study_file, url, budget, members)
+          f"phase {definition.phase}"
+          + (f", trial timeout {timeout:g}s" if timeout else ""), file=sys.stderr)
+    options = ["--max-errors", str(args.max_errors)]
+    if args.trial_timeout:
+        options += ["--trial-timeout", repr(args.trial_timeout)]
+    fleet = Fleet(args.study_file, url, budget, members, options=options, definition=definition)
     try:
         done = fleet.run(study)
     except FleetStopped as stopped:
@@ -215,12 +302,38 @@ def _run(args: argparse.Namespace, url: str) -> int:
               "handed back; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary_table(definition, study))
+    if fleet.failing:
+        reason = fail_fast_reason(definition, study.get_trials(deepcopy=False),
+                                  args.max_errors, str(args.study_file))
+        print(f"hpo: error: {reason or 'the study is failing; see the errors above'}",
+              file=sys.stderr)
+        return EXIT_FAILURE
     if not done:
         finished, _ = progress(study, budget)
         print(f"hpo: error: {finished} of {budget} trials done; workers gave up "
               "(see their errors above)", file=sys.stderr)
         return EXIT_FAILURE
-    return EXIT_OK
+    return _failed_slots_exit(definition, study, budget, args, url)
+
+
+def _failed_slots_exit(definition: Study, study: optuna.Study, budget: int,
+                       args: argparse.Namespace, url: str) -> int:
+    """Exit 1, saying how many slots failed and how to retry them, if any did; else 0.
+
+    Infeasible slots (diverged, oom) are results: they do not make a run fail."""
+    from hpo.tables import by_kind_text
+    from hpo.tally import failed_slots, tally
+
+    values = tally(definition, study.get_trials(deepcopy=False))
+    failed = failed_slots(values, budget)
+    if not failed:
+        return EXIT_OK
+    shown = by_kind_text([s.final for s in failed], RETRYABLE)
+    storage = f" --storage {redact(args.storage)}" if args.storage else ""
+    print(f"hpo: error: {len(failed)} of {budget} slots failed: {shown}; see why with hpo "
+          f"status or hpo report, fix the cause, then: hpo retry {args.study_file}{storage} "
+          "and run the same command again", file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _status(args: argparse.Namespace, url: str) -> int:
@@ -228,33 +341,76 @@ def _status(args: argparse.Namespace, url: str) -> int:
 
     from hpo.status import status_text
     from hpo.store import open_storage
+    from hpo.store.opening import check_same_design
     from hpo.study_file import load_study_file
 
     definition = load_study_file(args.study_file)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Read-only on every storage: no journal file made, no table created in an empty database.
+    storage = open_storage(url, create=False)
     try:
-        study = optuna.load_study(study_name=definition.name,
-                                  storage=open_storage(url, create=False))
+        study = optuna.load_study(study_name=definition.name, storage=storage)
     except KeyError:
         raise StorageError(f"no study named {definition.name!r} in {redact(url)}; start it with "
                            f"hpo run or hpo workers") from None
+    check_same_design(definition, study, redact(url))
     print(status_text(definition, study, args.trials))
     return EXIT_OK
 
 
 def _worker(args: argparse.Namespace, url: str) -> int:
+    from hpo.fleet import EXIT_STUDY_FAILING
+    from hpo.store import load_stored_study
     from hpo.study_file import load_study_file
-    from hpo.worker import WorkerStopped, run_worker
+    from hpo.worker import StudyFailing, WorkerStopped, run_worker
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     definition = load_study_file(args.study_file)
     try:
-        ran = run_worker(definition, url, budget=args.trials, study_file=str(args.study_file))
+        ran = run_worker(definition, url, budget=args.trials, study_file=str(args.study_file),
+                         trial_timeout=args.trial_timeout, max_errors=args.max_errors,
+                         replace_process=True)
     except WorkerStopped:
         print("hpo: worker stopped; its trial went back to the queue", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except StudyFailing:
+        if args.supervised:
+            return EXIT_STUDY_FAILING  # the supervisor says why, once for all its workers
+        raise
     logging.getLogger("hpo.worker").info("budget met; this worker ran %d trial(s)", ran)
+    if args.supervised:
+        return EXIT_OK  # hpo run / hpo workers judge the whole study's outcome
+    study = load_stored_study(definition, url)
+    return _failed_slots_exit(definition, study, args.trials or definition.budget, args, url)
+
+
+def _retry(args: argparse.Namespace, url: str) -> int:
+    from hpo.manage import retried_text, retry_failed
+    from hpo.study_file import load_study_file
+
+    definition = load_study_file(args.study_file)
+    kinds = set(RETRYABLE) if not args.kind or "all" in args.kind else set(args.kind)
+    retried = retry_failed(definition, url, kinds)
+    storage = f" --storage {redact(args.storage)}" if args.storage else ""
+    print(f"hpo: {retried_text(retried)}; run them: hpo run {args.study_file}{storage}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def _studies(args: argparse.Namespace, url: str) -> int:
+    from hpo.manage import studies_table
+
+    print(studies_table(url))
+    return EXIT_OK
+
+
+def _delete(args: argparse.Namespace, url: str) -> int:
+    from hpo.manage import delete_study
+    from hpo.study_file import load_study_file
+
+    definition = load_study_file(args.study_file)
+    print(f"hpo: {delete_study(definition, url, yes=args.yes)}", file=sys.stderr)
     return EXIT_OK
 
 

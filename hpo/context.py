@@ -8,6 +8,7 @@ a pruner stops an unpromising trial).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -17,9 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo import attrs, env
+from hpo.errors import InfrastructureError
 
 if TYPE_CHECKING:
     import optuna
+
+
+class CheckpointIOError(InfrastructureError):
+    """A checkpoint that could not be written: the machine's failure, not the trial's."""
+
+    def __init__(self, path: Path, error: OSError):
+        self.path = path
+        self.strerror = error.strerror or str(error)
+        super().__init__(f"cannot write checkpoint {str(path)!r}: {self.strerror}; free space "
+                         "or fix the checkpoint folder (--checkpoint-dir, $HPO_CHECKPOINT_DIR), "
+                         "then start the worker again: its trial went back to the queue")
 
 
 class Config(Mapping[str, Any]):
@@ -314,15 +327,29 @@ class Context:
 
         Returns:
             The path of the checkpoint file, ``<checkpoint_dir>/<name>.pt``.
+
+        Raises:
+            CheckpointIOError: The folder or file cannot be written (disk full, no
+                permission, a lost network mount). The worker hands the trial back to the
+                queue and stops: the failure is the machine's, not the trial's.
         """
         import torch
 
         folder = self.checkpoint_dir
-        folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{_safe(name)}.pt"
         partial = folder / f".{final.name}.{os.getpid()}.partial"
-        torch.save({"step": int(step), "state": state}, partial)
-        os.replace(partial, final)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # Through a file of our own: given a path, torch writes with its own C++ writer
+            # and a full disk surfaces as a RuntimeError ("unexpected pos"); given a file,
+            # every write is Python's, and fails as the OSError it is.
+            with open(partial, "wb") as handle:
+                torch.save({"step": int(step), "state": state}, handle)
+            os.replace(partial, final)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            raise CheckpointIOError(final, e) from e
         return final
 
     def load_checkpoint(self, *, name: str = "last", map_location: Any = None) -> Checkpoint | None:

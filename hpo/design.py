@@ -35,6 +35,16 @@ if TYPE_CHECKING:
     from hpo.space import Space
 
 
+# How the sampler turns slots into points in each phase (hpo.sampling reads these). They are
+# part of the design's identity (hpo.study): a change here must refuse an old study under
+# its name rather than give its remaining slots points from another design.
+SAMPLER_SETTINGS: dict[str, dict[str, Any]] = {
+    "explore": {"points": "scrambled Halton, paired across scientific values", "version": 1},
+    "exploit": {"points": "TPE per scientific value", "multivariate": True,
+                "n_startup_trials": 10, "version": 1},
+}
+
+
 def slot_of(trial: FrozenTrial) -> int:
     """The trial's position in the design: its laid-out slot, else its trial number."""
     return int(trial.user_attrs.get(attrs.SLOT, trial.number))

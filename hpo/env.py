@@ -75,6 +75,8 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
              "connection before it gives up", _seconds, "a number of seconds > 0"),
     Variable("HPO_MAX_RETRY", "3", "how many times a trial whose worker died is retried",
              _whole(0), "a whole number >= 0"),
+    Variable("HPO_TIMEOUT_GRACE", "10", "seconds an objective past its trial timeout has to "
+             "stop before its worker process is replaced", _seconds, "a number of seconds > 0"),
     Variable("HPO_STARTUP_SECONDS", "20", "a worker that exits sooner than this after "
              "starting counts as a start-up failure (hpo run, hpo workers)", _seconds,
              "a number of seconds > 0"),
@@ -127,6 +129,10 @@ def db_patience() -> float:
 
 def max_retry() -> int:
     return int(get("HPO_MAX_RETRY", 3))
+
+
+def timeout_grace() -> float:
+    return float(get("HPO_TIMEOUT_GRACE", 10.0))
 
 
 def startup_seconds() -> float:

@@ -20,10 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpo import env
 from hpo.errors import HpoError
@@ -34,11 +34,18 @@ from hpo.store.urls import sqlalchemy_url
 if TYPE_CHECKING:
     import optuna
 
+    from hpo.study import Study
+
 log = logging.getLogger("hpo.fleet")
 GPUS_ENV = "HPO_GPUS"  # overrides discovery: "0,1" or "0:Tesla T4,1:Tesla T4" (tests, odd hosts)
 STARTUP_FAILURES = 3
 MAX_BACKOFF = 60.0
 STOP_SECONDS = 8.0  # then the rest are killed: SIGTERM is obeyed within 10 s, outage or not
+# A supervised worker (``hpo worker --supervised``) exits with this when the study is failing
+# (its first trials all failed with an error: hpo.worker.StudyFailing). It is not restarted,
+# the other workers are stopped, and the supervisor says why, once. Between the supervisor
+# and its workers only: hpo run exits 1.
+EXIT_STUDY_FAILING = 3
 
 
 class FleetStopped(HpoError):
@@ -129,8 +136,8 @@ class _Polled:
     never waits on the database, so it stays responsive (restarts, SIGTERM) through an
     outage while the read waits for the database to come back."""
 
-    def __init__(self, read: Callable[[], int]):
-        self.value = 0
+    def __init__(self, read: Callable[[], Any], initial: Any = 0):
+        self.value = initial
         self._read = read
         self._stop = threading.Event()
         threading.Thread(target=self._run, name="hpo-progress", daemon=True).start()
@@ -152,12 +159,16 @@ class Fleet:
     """Start, watch, restart and stop the workers for one study."""
 
     def __init__(self, study_file: Path, url: str, budget: int, members: list[Seat], *,
-                 quiet: bool = True):
+                 quiet: bool = True, options: Sequence[str] = (),
+                 definition: Study | None = None):
         self._command = [sys.executable, "-m", "hpo", "worker", str(study_file),
-                         "--trials", str(budget), *(["--quiet"] if quiet else [])]
+                         "--trials", str(budget), "--supervised", *options,
+                         *(["--quiet"] if quiet else [])]
         self._env = {**os.environ, ENV_VAR: url}
         self._budget = budget
+        self._definition = definition  # for the progress bar's counts
         self.seats = members
+        self.failing = False  # a worker found the study failing (EXIT_STUDY_FAILING)
 
     def _start(self, seat: Seat) -> None:
         # A session of its own: a Ctrl-C in the terminal reaches only the supervisor, which
@@ -180,6 +191,10 @@ class Fleet:
         seat.exit_codes.append(code)
         if code == 0:
             seat.finished = True
+            return
+        if code == EXIT_STUDY_FAILING:
+            seat.finished = True
+            self.failing = True
             return
         startup = env.startup_seconds()
         # A worker that keeps failing right after it starts has a broken environment; one
@@ -229,25 +244,49 @@ class Fleet:
         previous = {s: signal.signal(s, stop_on) for s in (signal.SIGINT, signal.SIGTERM)}
         bar = tqdm(total=self._budget, unit="trial", desc="trials", file=sys.stderr,
                    dynamic_ncols=True, mininterval=1.0)
-        done = _Polled(lambda: progress(study, self._budget)[0])
+        shown = _Polled(lambda: self._progress(study), initial=(0, ""))
         try:
             while not all(s.finished or s.gave_up for s in self.seats):
                 now = time.monotonic()
                 for seat in self.seats:
                     self._check(seat, now)
-                bar.n = done.value
+                if self.failing:
+                    # Its first trials all failed with an error: stop the others now, their
+                    # trials handed back, rather than let each find out after its trial.
+                    self.stop()
+                    break
+                bar.n, postfix = shown.value
+                bar.set_postfix_str(postfix, refresh=False)
                 bar.refresh()
                 time.sleep(0.5)
+            # The workers are done: the last word is read now, not from the last poll.
+            bar.n, postfix = self._progress(study)
+            bar.set_postfix_str(postfix, refresh=False)
+            bar.refresh()
         except FleetStopped:
             self.stop()
             raise
         finally:
-            done.stop()
+            shown.stop()
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        bar.n = progress(study, self._budget)[0]
-        return bar.n >= self._budget
+        return not self.failing and progress(study, self._budget)[0] >= self._budget
+
+    def _progress(self, study: optuna.Study) -> tuple[int, str]:
+        """Slots done, and how they ended with the best value so far, for the bar: one
+        aggregate read on PostgreSQL (TrialQueue.outcomes), however large the study."""
+        from hpo.store.queue import queue_for
+
+        outcomes = queue_for(study).outcomes(self._budget)
+        c = outcomes.counts
+        text = (f"{c.complete} complete, {c.pruned} pruned, {c.infeasible} infeasible, "
+                f"{c.failed} failed")
+        if self._definition is not None:
+            best = outcomes.low if self._definition.direction == "minimize" else outcomes.high
+            if best is not None:
+                text += f", best {self._definition.metric} {best:.4g}"
+        return c.finished, text
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask every worker to hand its trial back and exit; kill what is left after timeout."""

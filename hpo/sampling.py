@@ -17,7 +17,7 @@ from optuna.samplers import BaseSampler, TPESampler
 from optuna.trial import TrialState
 
 from hpo import attrs
-from hpo.design import Design, slot_of
+from hpo.design import SAMPLER_SETTINGS, Design, slot_of
 from hpo.store.optuna_internals import ScientificSlice
 
 if TYPE_CHECKING:
@@ -39,13 +39,15 @@ class PlaybookSampler(BaseSampler):
     """An Optuna sampler for one :class:`hpo.Study`'s space; see the module docstring."""
 
     def __init__(
-        self, space: Space, *, phase: str = "explore", seed: int = 0, n_startup_trials: int = 10
+        self, space: Space, *, phase: str = "explore", seed: int = 0,
+        n_startup_trials: int = SAMPLER_SETTINGS["exploit"]["n_startup_trials"],
     ):
         self.design = Design(space, seed)
         self._space = space
         self._phase = phase
         self._n_startup_trials = n_startup_trials
-        self._tpe = TPESampler(seed=seed, n_startup_trials=0, multivariate=True)
+        self._tpe = TPESampler(seed=seed, n_startup_trials=0,
+                               multivariate=SAMPLER_SETTINGS["exploit"]["multivariate"])
         # Attached when the study is opened (hpo.store): where the store can read a study's
         # trials in one query, TPE reads through it.
         self.read_trials: TrialReader | None = None

@@ -335,6 +335,24 @@ def fixed(value: Any) -> Hyperparameter:
 # --- the space ----------------------------------------------------------------------------
 
 
+def _not_json(value: Any) -> Any:
+    """The first part of ``value`` that JSON cannot hold (a function, a class, an object, a
+    non-string dict key), or None if all of it can."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return None
+    if isinstance(value, (list, tuple)):
+        return next((bad for v in value if (bad := _not_json(v)) is not None), None)
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if not isinstance(key, str):
+                return key
+            bad = _not_json(v)
+            if bad is not None:
+                return bad
+        return None
+    return value
+
+
 def _is_distribution(obj: Any) -> bool:
     return isinstance(obj, (Float, Int, Choice, od.BaseDistribution))
 
@@ -389,6 +407,17 @@ class Space:
                     raise SpaceError(
                         f"{name}: fixed() takes a value, got the distribution {hp.value!r}; "
                         "use nuisance() to search it or fixed(<one value>) to hold it constant"
+                    )
+                bad = _not_json(hp.value)
+                if bad is not None:
+                    shown = repr(bad)
+                    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                    raise SpaceError(
+                        f"{name}: fixed() values are recorded with every result, so they must "
+                        f"be JSON values (str, int, float, bool, None, lists and dicts of "
+                        f"them), got {shown} of type {type(bad).__name__}; name the option "
+                        f"with a string, e.g. fixed('relu'), and build the object in the "
+                        f"objective"
                     )
                 continue
             if not isinstance(hp.distribution, (Float, Int, Choice)):

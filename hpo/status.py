@@ -10,16 +10,18 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
+from hpo import failures
 from hpo.store.budget import planned_budget
 from hpo.store.leases import dead_trials
 from hpo.store.queue import queue_for
-from hpo.tables import COUNT_COLUMNS, count_cells, render_table
-from hpo.tally import slots_done, tally
+from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
+from hpo.tally import failed_slots, slots_done, tally
 
 if TYPE_CHECKING:
     import optuna
 
     from hpo.study import Study
+    from hpo.tally import ValueTally
 
 
 def status_text(definition: Study, study: optuna.Study, budget: int | None = None,
@@ -38,6 +40,9 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
     names = list(definition.space.scientific)
     rows = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)] for v in values]
     lines += [render_table(rows), ""]
+    kinds = kinds_line(values)
+    if kinds:
+        lines += [kinds, *_failure_lines(values), ""]
 
     running = [t for t in trials if t.state == TrialState.RUNNING]
     queue = queue_for(study)
@@ -64,6 +69,21 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
                      + ", #".join(map(str, sorted(stale)))
                      + "); any worker of this study fails and retries them")
     return "\n".join(lines)
+
+
+def _failure_lines(values: tuple[ValueTally, ...]) -> list[str]:
+    """Each distinct failure message (error, timeout, infrastructure) with its trials."""
+    by_message: dict[tuple[str, str], list[int]] = {}
+    for slot in failed_slots(values):
+        key = (str(failures.kind_of(slot.final)), failures.message_of(slot.final))
+        by_message.setdefault(key, []).append(slot.final.number)
+    lines = [f"  {kind} x{len(numbers)} (#{', #'.join(map(str, sorted(numbers)[:8]))}"
+             f"{', ...' if len(numbers) > 8 else ''}): {message[:200]}"
+             for (kind, message), numbers in sorted(by_message.items(),
+                                                    key=lambda kv: -len(kv[1]))]
+    if lines:
+        lines.append("  fix the cause, then hpo retry <study file> queues these slots again")
+    return lines
 
 
 def _eta(trials: list, done: int, budget: int, now: dt.datetime) -> str:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from hpo import failures
 from hpo.attrs import SEED_RERUN_OF as RERUN_ATTR
 from hpo.design import slot_of
 
@@ -37,22 +38,48 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Counts:
-    """Trials (or slots, by their final attempt) in each state."""
+    """Trials (or slots, by their final attempt) in each state, a FAIL by its failure kind
+    (:mod:`hpo.failures`): infeasible (diverged, oom) apart from failed (error, timeout,
+    infrastructure)."""
 
     waiting: int = 0
     running: int = 0
     complete: int = 0
     pruned: int = 0
-    fail: int = 0
+    diverged: int = 0
+    oom: int = 0
+    error: int = 0
+    timeout: int = 0
+    infrastructure: int = 0
 
     @classmethod
     def of(cls, trials: Iterable[FrozenTrial]) -> Counts:
+        trials = list(trials)
         states = [t.state for t in trials]
         return cls(waiting=states.count(TrialState.WAITING),
                    running=states.count(TrialState.RUNNING),
                    complete=states.count(TrialState.COMPLETE),
                    pruned=states.count(TrialState.PRUNED),
-                   fail=states.count(TrialState.FAIL))
+                   **failures.count_kinds(trials))
+
+    @property
+    def infeasible(self) -> int:
+        """Diverged or out of memory: a property of the hyperparameters."""
+        return self.diverged + self.oom
+
+    @property
+    def failed(self) -> int:
+        """Error, timeout or infrastructure: to fix, and retry (``hpo retry``)."""
+        return self.error + self.timeout + self.infrastructure
+
+    @property
+    def fail(self) -> int:
+        """Every FAIL, whatever its kind."""
+        return self.infeasible + self.failed
+
+    def kinds(self) -> dict[str, int]:
+        """Each failure kind's count, in :data:`hpo.failures.KINDS` order."""
+        return {kind: getattr(self, kind) for kind in failures.KINDS}
 
     @property
     def finished(self) -> int:
@@ -105,6 +132,15 @@ class ValueTally:
         return Counts.of(self.reruns)
 
 
+def design_slots(trials: Iterable[FrozenTrial]) -> tuple[Slot, ...]:
+    """Every design slot with its final and earlier attempts, by slot; seed re-runs left out.
+    Needs no definition: ``hpo studies`` counts a study it has no study file for with it."""
+    attempts: dict[int, list[FrozenTrial]] = {}
+    for trial in sorted(trials, key=lambda t: t.number):
+        if RERUN_ATTR not in trial.user_attrs:
+            attempts.setdefault(slot_of(trial), []).append(trial)
+    return tuple(Slot(slot, tried[-1], tuple(tried[:-1]))
+                 for slot, tried in sorted(attempts.items()))
 def value_of(trial: FrozenTrial) -> float:
     """A complete trial's value: Optuna types it optional, but a COMPLETE trial has one."""
     assert trial.value is not None, f"trial #{trial.number} has no value"
@@ -115,20 +151,19 @@ def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally,
     """The study's trials grouped by scientific value (in the study's order), then by slot."""
     values = definition.space.scientific_values()
     sign = 1.0 if definition.direction == "minimize" else -1.0
-    attempts: list[dict[int, list[FrozenTrial]]] = [{} for _ in values]
+    trials = list(trials)
+    by_value: list[list[Slot]] = [[] for _ in values]
+    for slot in design_slots(trials):
+        by_value[slot.slot % len(values)].append(slot)
     reruns: list[dict[int, list[FrozenTrial]]] = [{} for _ in values]
     for trial in sorted(trials, key=lambda t: t.number):
-        slot = slot_of(trial)
         if RERUN_ATTR in trial.user_attrs:
             # A retried re-run's copies carry the first attempt's number as failed_trial.
             chain = int(trial.system_attrs.get("failed_trial", trial.number))
-            reruns[slot % len(values)].setdefault(chain, []).append(trial)
-        else:
-            attempts[slot % len(values)].setdefault(slot, []).append(trial)
+            reruns[slot_of(trial) % len(values)].setdefault(chain, []).append(trial)
     out = []
-    for value, by_slot, by_chain in zip(values, attempts, reruns, strict=True):
-        slots = tuple(Slot(slot, tried[-1], tuple(tried[:-1]))
-                      for slot, tried in sorted(by_slot.items()))
+    for value, value_slots, by_chain in zip(values, by_value, reruns, strict=True):
+        slots = tuple(value_slots)
         complete = [s.final for s in slots if s.final.state == TrialState.COMPLETE
                     and s.final.value is not None and math.isfinite(s.final.value)]
         out.append(ValueTally(
@@ -141,6 +176,14 @@ def tally(definition: Study, trials: Iterable[FrozenTrial]) -> tuple[ValueTally,
             best=min(complete, key=lambda t: (sign * value_of(t), t.number), default=None),
         ))
     return tuple(out)
+
+
+def failed_slots(tallies: Iterable[ValueTally], budget: int | None = None) -> list[Slot]:
+    """Design slots whose final attempt failed with an error, a timeout or an infrastructure
+    failure (not infeasible): what makes ``hpo run`` exit 1 and ``hpo retry`` queue again."""
+    return sorted((s for v in tallies for s in v.slots
+                   if (budget is None or s.slot < budget) and failures.is_failure(s.final)),
+                  key=lambda s: s.slot)
 
 
 def slots_done(tallies: Iterable[ValueTally], budget: int | None = None) -> int:

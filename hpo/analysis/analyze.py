@@ -7,12 +7,13 @@ Nothing here draws or writes: :mod:`hpo.analysis.report` renders an Analysis (ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
 from hpo.analysis.curves_diagnostics import CurveDiagnosis, curve_diagnostics
 from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
+from hpo.analysis.failed import FailureGroup, failure_groups
 from hpo.analysis.infeasible import Infeasibility, infeasible_trials
 from hpo.analysis.isolation import IsolationPoint, isolation_plot
 from hpo.analysis.results import Results, collect
@@ -34,6 +35,7 @@ class Analysis:
     enough_sentence: str
     curves: list[CurveDiagnosis]
     verdict: Verdict
+    failures: list[FailureGroup] = field(default_factory=list)
 
 
 def analyze(definition: Study, study: optuna.Study, *,
@@ -51,4 +53,5 @@ def analyze(definition: Study, study: optuna.Study, *,
         enough_sentence=answer_could_change(results, enough, points),
         curves=curve_diagnostics(results),
         verdict=verdict(results, study_file=study_file),
+        failures=failure_groups(results.tallies),
     )

@@ -1,6 +1,8 @@
 """``hpo export``: one row per trial, columns tagged by role, for analysis elsewhere.
 
-Columns: ``number``, ``state``, ``design`` ("trial" or "seed_rerun"), ``scientific.<name>``,
+Columns: ``number``, ``state``, ``failure_kind`` (for a FAIL: diverged, oom, error, timeout,
+infrastructure; :mod:`hpo.failures`), ``design`` ("trial": a design slot's final attempt;
+"retried": an attempt that failed and was retried; "seed_rerun"), ``scientific.<name>``,
 ``nuisance.<name>``, ``fixed.<name>`` (the same in every row: the caveats travel with the
 data), ``metric.<metric>``, timing, then every user attribute as ``attr.<name>``
 (provenance: slot, seed, host, versions, errors...). The stored training curves are left out
@@ -16,7 +18,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo import failures
 from hpo.analysis.results import RERUN_ATTR
+from hpo.tally import design_slots
 
 if TYPE_CHECKING:
     import optuna
@@ -31,12 +35,19 @@ def trial_rows(definition: Study, study: optuna.Study, *,
                nested: bool = False) -> list[dict[str, Any]]:
     space = definition.space
     roles = {n: hp.role for n, hp in space.hyperparameters.items()}
+    trials = study.get_trials(deepcopy=False)
+    # An attempt that failed and was retried is no design trial: its slot's final attempt is.
+    retried = {t.number for s in design_slots(trials) for t in s.earlier}
+    retried |= {t.number for t in trials if RERUN_ATTR in t.user_attrs} & {
+        int(n) for t in trials for n in t.system_attrs.get("retry_history", [])}
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
-            "design": "seed_rerun" if RERUN_ATTR in t.user_attrs else "trial",
+            "failure_kind": failures.kind_of(t),
+            "design": "retried" if t.number in retried else
+                      "seed_rerun" if RERUN_ATTR in t.user_attrs else "trial",
         }
         for name, role in roles.items():
             if role != "fixed":

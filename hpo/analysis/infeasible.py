@@ -1,9 +1,14 @@
-"""Infeasible trials: how often each scientific value failed, diverged or ran out of memory.
+"""Infeasible trials: how often each scientific value diverged or ran out of memory.
 
 A scientific value whose trials often diverge is harder to train, which is itself a result.
 And the playbook warns that a best learning rate right next to the infeasible region means
 training there is close to unstable: the best result may not survive another seed, and
 warmup or gradient clipping may help.
+
+Only infeasible trials (diverged, oom) count here. A trial whose objective raised, that timed
+out, or whose worker died says nothing about its hyperparameters: it is left out of the
+fractions and of the "next to the infeasible region" check, and the report lists it under
+Failures instead (:mod:`hpo.failures`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import TrialState
 
+from hpo import failures
 from hpo.analysis.results import infeasible_kind, is_infeasible
 from hpo.space import Float, Int
 
@@ -29,28 +35,35 @@ class Infeasibility:
     finished: int
     complete: int
     pruned: int
-    failed: int  # errors other than the two below
+    failed: int  # error, timeout, infrastructure: not infeasible, not in the fraction
     diverged: int  # NaN or inf metric
     oom: int  # out of memory
     edge_notes: list[str] = field(default_factory=list)
 
     @property
     def infeasible(self) -> int:
-        return self.failed + self.diverged + self.oom
+        return self.diverged + self.oom
+
+    @property
+    def measured(self) -> int:
+        """Trials that say something about their hyperparameters: finished, not failed."""
+        return self.finished - self.failed
 
     @property
     def fraction(self) -> float:
-        return self.infeasible / self.finished if self.finished else 0.0
+        return self.infeasible / self.measured if self.measured else 0.0
 
     @property
     def message(self) -> str:
-        if not self.finished:
-            return f"{self.group}: no finished trials yet"
+        if not self.measured:
+            return (f"{self.group}: no finished trials yet" if not self.failed else
+                    f"{self.group}: no measured trials yet ({self.failed} failed: see Failures)")
         kinds = ", ".join(f"{n} {k}" for n, k in ((self.diverged, "diverged"),
-                                                 (self.oom, "out of memory"),
-                                                 (self.failed, "failed")) if n)
-        text = (f"{self.group}: {self.infeasible} of {self.finished} finished trials infeasible "
+                                                 (self.oom, "out of memory")) if n)
+        text = (f"{self.group}: {self.infeasible} of {self.measured} finished trials infeasible "
                 f"({self.fraction:.0%}){': ' + kinds if kinds else ''}")
+        if self.failed:
+            text += f" ({self.failed} failed trial(s) not counted: see Failures)"
         return "; ".join([text, *self.edge_notes])
 
 
@@ -71,7 +84,7 @@ def infeasible_trials(results: Results) -> list[Infeasibility]:
             finished=len(finished),
             complete=len(group.complete),
             pruned=sum(t.state == TrialState.PRUNED for t in finished),
-            failed=kinds.count("failed"),
+            failed=sum(failures.is_failure(t) for t in finished),
             diverged=kinds.count("diverged"),
             oom=kinds.count("oom"),
             edge_notes=_learning_rate_at_edge(results, group),

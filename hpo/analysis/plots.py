@@ -129,7 +129,7 @@ def infeasible_figure(analysis: Analysis) -> go.Figure:
     fig = go.Figure()
     for field, name, c in (("complete", "complete", "#2ca02c"), ("pruned", "pruned", "#bbbbbb"),
                            ("diverged", "diverged", "#d62728"), ("oom", "out of memory", "#9467bd"),
-                           ("failed", "failed", "#ff7f0e")):
+                           ("failed", "failed (not infeasible)", "#ff7f0e")):
         fig.add_trace(go.Bar(x=labels, y=[getattr(i, field) for i in analysis.infeasible],
                              name=name, marker_color=c))
     fig.update_layout(barmode="stack", title="Infeasible trials: outcomes per scientific value",

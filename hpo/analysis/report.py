@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.tables import COUNT_COLUMNS, count_cells, render_table
+from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -40,8 +40,11 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
         "",
         f"{r.metric} ({r.direction}): {finished} of {total} design trials finished "
         f"({sum(c.complete for c in designs)} complete, {sum(c.pruned for c in designs)} pruned, "
-        f"{sum(c.fail for c in designs)} infeasible, {sum(c.running for c in designs)} running, "
-        f"{sum(c.waiting for c in designs)} waiting); "
+        f"{sum(c.infeasible for c in designs)} infeasible, "
+        f"{sum(c.failed for c in designs)} failed, {sum(c.running for c in designs)} running, "
+        f"{sum(c.waiting for c in designs)} waiting"
+        + (f"; {retried} retried attempt(s) not counted" if (retried := sum(
+            v.retried for v in r.tallies)) else "") + "); "
         + (f"{sum(c.complete for c in reruns)} of {sum(c.total for c in reruns)} seed "
            "re-runs complete." if any(c.total for c in reruns) else "no seed re-runs yet."),
     ]
@@ -53,7 +56,9 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
     # The same counts as hpo run's summary and hpo status: design slots by their final attempt.
     counts = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)]
                                                        for v in r.tallies]
-    out.append(("", "## Trials per scientific value\n\n" + render_table(counts, markdown=True)))
+    kinds = kinds_line(r.tallies)
+    out.append(("", "## Trials per scientific value\n\n" + render_table(counts, markdown=True)
+                + (f"\n\nBy kind: {kinds}." if kinds else "")))
 
     rows = ["## Isolation: best trial per scientific value", "",
             (f"| scientific value | trials | best {r.metric} | 90% bootstrap band | trial "
@@ -75,6 +80,7 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
 
     lines = ["## Infeasible trials", ""] + [f"- {i.message}" for i in analysis.infeasible]
     out.append(("infeasible", "\n".join(lines)))
+    out.append(("", _failures_section(analysis)))
 
     lines = ["## Enough trials?", ""] + [f"- {e.message}" for e in analysis.enough]
     lines += ["", analysis.enough_sentence]
@@ -91,6 +97,41 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
         lines.append(f"- {d.group}, trial #{d.trial} ({d.source}): {found}")
     out.append(("curves", "\n".join(lines)))
     return out
+
+
+TRACEBACK_LINES = 12  # the end of the first traceback, where the error is
+
+
+def _failures_section(analysis: Analysis) -> str:
+    groups = analysis.failures
+    lines = ["## Failures", ""]
+    if not groups:
+        return "\n".join(lines + ["None: every trial ended complete, pruned or infeasible."])
+    ended = sum(len(g.final) for g in groups)
+    retried = sum(len(g.retried) for g in groups)
+    lines.append(
+        f"{ended} slot(s) ended with a failure"
+        + (f", and {retried} failed attempt(s) were retried" if retried else "")
+        + ". A failure (error, timeout, infrastructure) says nothing about the "
+        "hyperparameters: it is not an infeasible trial and no analysis above counts it; fix "
+        "its cause, then `hpo retry <study file>` queues the failed slots again.")
+    for g in groups:
+        where = []
+        if g.final:
+            where.append(f"ended {len(g.final)} slot(s): {_numbers(g.final)}")
+        if g.retried:
+            where.append(f"{len(g.retried)} attempt(s) retried: {_numbers(g.retried)}")
+        lines += ["", f"### {g.kind} x{g.count}: {g.message[:300]}", "", "; ".join(where) + "."]
+        if g.traceback:
+            tail = g.traceback.rstrip().splitlines()[-TRACEBACK_LINES:]
+            lines += ["", f"First traceback (trial #{g.first}, last lines):", "", "```text",
+                      *tail, "```"]
+    return "\n".join(lines)
+
+
+def _numbers(numbers: tuple[int, ...], shown: int = 12) -> str:
+    listed = ", ".join(f"#{n}" for n in numbers[:shown])
+    return listed + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
 
 
 def summary_markdown(analysis: Analysis) -> str:
@@ -160,6 +201,14 @@ def markdown_to_html(md: str) -> str:
         line = lines[i]
         if not line.strip():
             i += 1
+        elif line.startswith("```"):
+            code = []
+            i += 1
+            while i < len(lines) and not lines[i].startswith("```"):
+                code.append(lines[i])
+                i += 1
+            i += 1  # past the closing fence
+            out.append(f"<pre><code>{html.escape(chr(10).join(code))}</code></pre>")
         elif m := re.match(r"(#{1,3}) (.*)", line):
             level = len(m.group(1))
             out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
@@ -182,7 +231,7 @@ def markdown_to_html(md: str) -> str:
             out.append("<table>" + "".join(rows) + "</table>")
         else:
             para = []
-            while i < len(lines) and lines[i].strip() and not re.match(r"(#|- |\|)", lines[i]):
+            while i < len(lines) and lines[i].strip() and not re.match(r"(#|- |\||```)", lines[i]):
                 para.append(lines[i])
                 i += 1
             out.append(f"<p>{_inline(' '.join(para))}</p>")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 
+from hpo import failures
 from hpo.attrs import SEED_RERUN_OF as RERUN_ATTR
 from hpo.space import Int
 from hpo.tally import tally, value_of
@@ -46,17 +47,19 @@ def is_rerun(trial: FrozenTrial) -> bool:
 
 
 def is_infeasible(trial: FrozenTrial) -> bool:
-    """Failed, diverged or out of memory: the worker records all three as FAIL."""
-    return trial.state == TrialState.FAIL
+    """Diverged or out of memory: a property of the hyperparameters (:mod:`hpo.failures`).
+
+    A trial whose objective raised, that timed out or whose worker died is FAIL too, but
+    says nothing about its hyperparameters: it is a failure, never infeasible.
+    """
+    return failures.is_infeasible(trial)
 
 
 def infeasible_kind(trial: FrozenTrial) -> str:
-    """'oom', 'diverged' or 'failed' (any other error)."""
-    if trial.user_attrs.get("oom"):
-        return "oom"
-    if trial.user_attrs.get("diverged"):
-        return "diverged"
-    return "failed"
+    """'oom', 'diverged', or 'failed' for a FAIL that is not infeasible (error, timeout,
+    infrastructure)."""
+    kind = failures.kind_of(trial)
+    return kind if kind in failures.INFEASIBLE else "failed"
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hpo.tables import COUNT_COLUMNS, count_cells, render_table
+from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
 from hpo.tally import tally, value_of
 
 if TYPE_CHECKING:
@@ -31,9 +31,11 @@ def summary_table(definition: Study, study: optuna.Study) -> str:
             f"#{best.number}" if best else "-",
             ", ".join(f"{k}={_fmt(p)}" for k, p in nuisance.items()) or "-",
         ])
+    kinds = kinds_line(values)
     return "\n".join([f"study {definition.name!r}: {definition.goal}",
                       f"metric: {definition.metric} ({definition.direction}), "
-                      f"phase: {definition.phase}", "", render_table(rows)])
+                      f"phase: {definition.phase}", "", render_table(rows),
+                      *(["", kinds] if kinds else [])])
 
 
 def _fmt(value: Any) -> str:

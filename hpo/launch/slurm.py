@@ -105,6 +105,8 @@ class ArrayJob:
     partition: str | None = None
     time: str | None = None
     trials: int | None = None
+    trial_timeout: float | None = None
+    max_errors: int | None = None
     python: str = sys.executable  # the interpreter hpo runs in, on the shared file system
 
     def __post_init__(self) -> None:
@@ -119,6 +121,10 @@ class ArrayJob:
                    "--checkpoint-dir", str(self.checkpoint_dir)]
         if self.trials is not None:
             command += ["--trials", str(self.trials)]
+        if self.trial_timeout is not None:
+            command += ["--trial-timeout", f"{self.trial_timeout:g}"]
+        if self.max_errors is not None:
+            command += ["--max-errors", str(self.max_errors)]
         return command
 
     def script(self) -> str:
@@ -196,7 +202,8 @@ def run(args: argparse.Namespace, url: str) -> int:
     checkpoints = default_checkpoint_root().resolve()
     job = ArrayJob(definition.name, args.study_file.resolve(), checkpoints, array=args.array,
                    gpus_per_task=args.gpus_per_task, partition=args.partition, time=args.time,
-                   trials=args.trials)
+                   trials=args.trials, trial_timeout=getattr(args, "trial_timeout", None),
+                   max_errors=getattr(args, "max_errors", None))
     if args.dry_run:
         sys.stdout.write(job.script())
         return 0

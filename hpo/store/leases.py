@@ -164,6 +164,7 @@ class Reaper:
                   f"again (limit {self.max_retry} retries, HPO_MAX_RETRY)")
         try:
             storage.set_trial_user_attr(trial_id, attrs.ERROR, reason)
+            storage.set_trial_user_attr(trial_id, attrs.FAILURE_KIND, "infrastructure")
             if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                 return False
         except UpdateFinishedTrialError:

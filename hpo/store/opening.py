@@ -52,7 +52,8 @@ def open_storage(url: str, *, create: bool = True) -> BaseStorage:
     """An Optuna storage for the URL; an unusable URL raises StorageError with one line.
 
     ``create=False`` is for read-only commands: a journal file that does not exist is an
-    error rather than a new empty file.
+    error rather than a new empty file, and a database gets no table or index: one without
+    Optuna's tables holds no study (StorageError "no hpo study here", exit 2).
     """
     storage_kind = kind(url)
     if storage_kind == "journal":
@@ -61,7 +62,7 @@ def open_storage(url: str, *, create: bool = True) -> BaseStorage:
                                f"workers wrote (--storage or ${ENV_VAR})")
         return _open_journal(url)
     if storage_kind == "sqlite":
-        return _open_rdb(url, lambda: _sqlite(url), patient=create)
+        return _open_rdb(url, lambda: _sqlite(url, read_only=not create), patient=create)
     # A worker waits for a database that is not up yet; a read-only command says so at once.
     return _open_rdb(url, lambda: _postgresql(url, read_only=not create), patient=create)
 
@@ -81,6 +82,8 @@ def _open_rdb(url: str, make: Callable[[], BaseStorage], *, patient: bool) -> Ba
         if not patient:
             return make()
         return retry_while_unreachable(make, what=f"the connection to {redact(url)}")
+    except StorageError:
+        raise  # already one line that says what is wrong (no hpo study here)
     except sqlalchemy.exc.SQLAlchemyError as e:
         message = clean(e, url)
         if _out_of_connections(e):
@@ -110,10 +113,12 @@ def _out_of_connections(error: BaseException) -> bool:
         or "remaining connection slots are reserved" in text
 
 
-def _sqlite(url: str) -> BaseStorage:
+def _sqlite(url: str, *, read_only: bool) -> BaseStorage:
     from optuna.storages import RDBStorage
 
-    return RDBStorage(url)
+    if read_only:
+        _require_tables(url, "sqlite")
+    return RDBStorage(url, skip_table_creation=read_only)
 
 
 def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
@@ -123,6 +128,8 @@ def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
     from hpo.store.optuna_internals import check_schema
     from hpo.store.reconnect import ReconnectingRDBStorage
 
+    if read_only:
+        _require_tables(url, "postgresql")
     # No lock around table creation: the first workers to start on an empty database may
     # collide creating the same tables (optuna#1092, #4621); the loser finds them made and
     # tries again. A lock would serialize every worker's start-up, and a session lock does
@@ -158,6 +165,25 @@ def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
     raise AssertionError("unreachable")
 
 
+def _require_tables(url: str, storage_kind: str) -> None:
+    """For read-only commands: a database without Optuna's tables holds no study. Asked
+    before Optuna opens it, which would create them (or, told not to, fail obscurely)."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(
+        url if storage_kind == "sqlite" else sqlalchemy_url(url), poolclass=NullPool,
+        **({} if storage_kind == "sqlite" else {"connect_args": {"connect_timeout": 10}}))
+    try:
+        has = sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+    if not has:
+        raise StorageError(f"no hpo study here: {redact(url)} holds no Optuna tables (an empty "
+                           f"database); give the --storage the study ran with (or set "
+                           f"${ENV_VAR}), or start a study there with hpo run")
+
+
 def _open_journal(path: str) -> BaseStorage:
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -187,7 +213,7 @@ def open_existing_storage(url: str) -> BaseStorage:
         raise StorageError(
             f"storage {url!r}: no such SQLite file; give the --storage the study ran with"
         )
-    return open_storage(url)
+    return open_storage(url, create=False)
 
 
 @contextlib.contextmanager
@@ -227,6 +253,7 @@ def open_study(definition: Study, url: str, *,
     from hpo.sampling import PlaybookSampler
     from hpo.store.queue import queue_for
 
+    recorded = definition.user_attrs()  # all of it known before anything is written
     storage = open_storage(url)
     sampler = PlaybookSampler(definition.space, phase=definition.phase, seed=definition.seed)
     pruner = definition.pruner or optuna.pruners.NopPruner()
@@ -254,7 +281,10 @@ def open_study(definition: Study, url: str, *,
         if attrs.STUDY_FINGERPRINT not in stored:
             # New (or its creator died before this was written): the design goes in first,
             # the identity of its checkpoints last. Every writer writes the same values.
-            for key, value in definition.user_attrs().items():
+            with warnings.catch_warnings():  # "experimental" since Optuna 3.2; still is
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([definition.metric])  # the dashboard's, not "Objective 0"
+            for key, value in recorded.items():
                 study.set_user_attr(key, value)
             stored = study.user_attrs
         check_same_design(definition, study, redact(url))
@@ -326,16 +356,22 @@ def load_stored_study(definition: Study, url: str) -> optuna.Study:
 
 
 def check_same_design(definition: Study, study: optuna.Study, where: str) -> None:
-    """Raise StudyMismatchError if the stored study was made from another design."""
-    stored = study.user_attrs.get(attrs.STUDY_FINGERPRINT)
-    new = definition.space.fingerprint()
+    """Raise StudyMismatchError if the stored study was made from another design, naming
+    what changed (:meth:`hpo.study.Study.changes_from`)."""
+    changes = definition.changes_from(study.user_attrs)
+    if changes is None:
+        raise StudyMismatchError(
+            f"study {definition.name!r} in {where} records no hpo design (made by another "
+            f"tool, or left half-made by a failed start); delete it (hpo delete <study file> "
+            f"--yes) or bump the study's name, e.g. name={_bumped(definition.name)!r}")
     stored_direction = study.direction.name.lower()
-    if stored == new and stored_direction == definition.direction:
+    if stored_direction != definition.direction:
+        changes.append(f"a different direction ({stored_direction} in storage, "
+                       f"{definition.direction} now)")
+    if not changes:
         return
-    what = (f"search space (fingerprint {stored} in storage, {new} now)" if stored != new
-            else f"direction ({stored_direction} in storage, {definition.direction} now)")
     raise StudyMismatchError(
-        f"study {definition.name!r} in {where} was created with a different {what}; "
+        f"study {definition.name!r} in {where} was created with {' and '.join(changes)}; "
         f"results from two designs must not mix: bump the study's name or version, "
         f"e.g. name={_bumped(definition.name)!r}"
     )

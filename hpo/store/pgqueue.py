@@ -22,13 +22,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna import distributions
 from optuna.trial import FrozenTrial
 
 from hpo import attrs
 from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, trial_id_of
+
+if TYPE_CHECKING:
+    from hpo.tally import Counts
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS hpo_slots (
@@ -59,6 +62,28 @@ SELECT count(*) FROM (
     SELECT DISTINCT ON (h.slot) t.state FROM hpo_slots h JOIN trials t ON t.trial_id = h.trial_id
     WHERE h.study_id = :s AND h.slot < :b ORDER BY h.slot, h.attempt DESC) latest
 WHERE latest.state NOT IN ('WAITING', 'RUNNING')
+"""
+
+# How the design slots stand, by their latest attempt: state, failure kind (hpo.failures;
+# trials from before kinds existed are read by their oom / diverged flags and the reaper's
+# message, as failures.kind_of does), how many, and the range of complete values.
+_OUTCOMES = """
+SELECT latest.state,
+       COALESCE(k.value_json, CASE WHEN o.value_json = 'true' THEN '"oom"'
+                                   WHEN d.value_json = 'true' THEN '"diverged"'
+                                   WHEN e.value_json LIKE '"worker died%' THEN '"infrastructure"'
+                                   ELSE '"error"' END),
+       count(*), min(v.value), max(v.value)
+FROM (SELECT DISTINCT ON (h.slot) t.trial_id, t.state FROM hpo_slots h
+      JOIN trials t ON t.trial_id = h.trial_id
+      WHERE h.study_id = :s AND h.slot < :b ORDER BY h.slot, h.attempt DESC) latest
+LEFT JOIN trial_user_attributes k ON k.trial_id = latest.trial_id AND k.key = :kind
+LEFT JOIN trial_user_attributes o ON o.trial_id = latest.trial_id AND o.key = :oom
+LEFT JOIN trial_user_attributes d ON d.trial_id = latest.trial_id AND d.key = :diverged
+LEFT JOIN trial_user_attributes e ON e.trial_id = latest.trial_id AND e.key = :error
+LEFT JOIN trial_values v ON v.trial_id = latest.trial_id AND v.objective = 0
+                         AND v.value_type = 'FINITE'
+GROUP BY 1, 2
 """
 
 _CLAIM = """
@@ -262,6 +287,27 @@ class QueueStatements:
             return int(conn.execute(sqlalchemy.text(_SLOTS_DONE),
                                     {"s": study_id, "b": budget}).scalar_one())
 
+    def outcomes(self, study_id: int, budget: int) -> Outcomes:
+        """How the design slots below the budget stand (_OUTCOMES): one aggregate query."""
+        import sqlalchemy
+
+        from hpo.tally import Counts
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(sqlalchemy.text(_OUTCOMES), {
+                "s": study_id, "b": budget, "kind": attrs.FAILURE_KIND, "oom": attrs.OOM,
+                "diverged": attrs.DIVERGED, "error": attrs.ERROR}).all()
+        counts: dict[str, int] = {}
+        low = high = None
+        for state, kind, n, lowest, highest in rows:
+            field = {"WAITING": "waiting", "RUNNING": "running", "COMPLETE": "complete",
+                     "PRUNED": "pruned"}.get(state) or json.loads(kind)
+            counts[field] = counts.get(field, 0) + int(n)
+            if state == "COMPLETE" and lowest is not None:
+                low = lowest if low is None else min(low, lowest)
+                high = highest if high is None else max(high, highest)
+        return Outcomes(Counts(**counts), low, high)
+
     def reruns_pending(self, study_id: int) -> bool:
         import sqlalchemy
 
@@ -360,6 +406,16 @@ class QueueStatements:
             self._claimed = None
             return claimed
         return super().get_trial(trial_id)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """How a study's design slots stand (TrialQueue.outcomes): counts by their latest
+    attempt's state and failure kind, and the range of complete values."""
+
+    counts: Counts
+    low: float | None
+    high: float | None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from hpo.store.optuna_internals import (
     study_id_of,
     trial_id_of,
 )
-from hpo.store.pgqueue import Slot
+from hpo.store.pgqueue import Outcomes, Slot
 
 if TYPE_CHECKING:
     import optuna
@@ -183,6 +183,18 @@ class TrialQueue:
         return any(is_seed_rerun(t) for t in self.study.get_trials(
             deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
 
+    def outcomes(self, budget: int) -> Outcomes:
+        """How the design slots below ``budget`` stand, by their latest attempt: counts by
+        state and failure kind, and the lowest and highest complete value (the best, either
+        way). For the progress bar and fail-fast, which ask often."""
+        from hpo.tally import Counts, design_slots
+
+        mine = [t for t in self.study.get_trials(deepcopy=False) if attrs.SLOT in t.user_attrs]
+        finals = [s.final for s in design_slots(mine) if s.slot < budget]
+        values = [t.value for t in finals if t.state == TrialState.COMPLETE
+                  and t.value is not None]
+        return Outcomes(Counts.of(finals), min(values, default=None), max(values, default=None))
+
     def slots_done(self, budget: int) -> int:
         """Design slots below ``budget`` whose latest attempt has finished; a seed re-run
         waiting does not make its slot undone."""
@@ -257,6 +269,10 @@ class PostgresQueue(TrialQueue):
 
     def pending_reruns(self) -> bool:
         return self.backend.reruns_pending(self.study_id)
+
+    def outcomes(self, budget: int) -> Outcomes:
+        # One aggregate query: the bar asks every second, and a study may hold 10,000 trials.
+        return self.backend.outcomes(self.study_id, budget)
 
     def slots_done(self, budget: int) -> int:
         return self.backend.slots_done(self.study_id, budget)

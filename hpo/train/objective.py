@@ -29,6 +29,9 @@ class TrainObjective:
     model: Callable[[Mapping[str, Any]], Any]
     data: str | Data | Callable[[str], Data]
     settings: TrainSettings = field(default_factory=TrainSettings)
+    # hpo.train removes its resume checkpoint itself and keeps the best ones on purpose
+    # (the playbook's retrospective checkpoint selection): the worker leaves them alone.
+    keeps_checkpoints = True
 
     def __call__(self, config: Mapping[str, Any], ctx: Context) -> float:
         from hpo.train.trainer import fit

@@ -132,13 +132,19 @@ def test_objective_failures_are_recorded_and_the_worker_goes_on(tmp_path):
     path.write_text(FAILING_STUDY)
     storage = tmp_path / "j.log"
     result = hpo_cli("worker", path, "--storage", storage)
-    assert result.returncode == 0, result.stderr
+    # Errors are failures to fix (exit 1, and how to retry them); infeasible trials are not.
+    assert result.returncode == 1, result.stderr
+    assert "hpo: error: 4 of 10 slots failed: 4 error (#" in result.stderr
+    assert f"hpo retry {path} --storage {storage}" in result.stderr
     study = optuna.load_study(study_name="failing-v1", storage=open_storage(str(storage)))
     by_kind = {}
     for t in study.get_trials():
         by_kind.setdefault(t.params["kind"], []).append(t)
     assert all(len(ts) == 2 for ts in by_kind.values())
     assert all(t.state.name == "COMPLETE" for t in by_kind["ok"])
+    expected = {"ok": None, "raises": "error", "nan": "diverged", "typo": "error", "oom": "oom"}
+    assert all(t.user_attrs.get("failure_kind") == expected[k]
+               for k, ts in by_kind.items() for t in ts)
     for t in by_kind["raises"]:
         assert t.state.name == "FAIL"
         assert t.user_attrs["error"] == "ValueError: boom in the objective"

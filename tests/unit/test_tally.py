@@ -118,12 +118,14 @@ def test_one_table_renderer_plain_and_markdown():
                                    _trial(3, 0, TrialState.WAITING, rerun_of=0)])
     rows = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)] for v in values]
     assert render_table(rows).splitlines() == [
-        "scientific value  finished  complete  pruned  failed  running  waiting  retried  "
-        "seed re-runs",
-        "----------------  --------  --------  ------  ------  -------  -------  -------  "
-        "------------",
-        "optimizer=sgd     1         1         0       0       0        0        0        0/1",
-        "optimizer=adam    0         0         0       0       1        0        1        0/0",
+        "scientific value  finished  complete  pruned  infeasible  failed  running  waiting  "
+        "retried  seed re-runs",
+        "----------------  --------  --------  ------  ----------  ------  -------  -------  "
+        "-------  ------------",
+        "optimizer=sgd     1         1         0       0           0       0        0        "
+        "0        0/1",
+        "optimizer=adam    0         0         0       0           0       1        0        "
+        "1        0/0",
     ]
     markdown = render_table([["a", "bb"], ["ccc", "d"]], markdown=True)
     assert markdown.splitlines() == ["| a   | bb |", "| --- | -- |", "| ccc | d  |"]

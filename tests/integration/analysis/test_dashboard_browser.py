@@ -119,6 +119,12 @@ def test_the_study_page_shows_trials_roles_and_the_verdict_note(dashboard, tmp_p
         # The trials: all four, with their states.
         browser.get(f"{url}/trials")
         WebDriverWait(browser, 60).until(shows("4 Trials", "Trial 0", "Trial 3", "Complete"))
+        # The study's metric by its name (hpo sets it on the Optuna study), not "Objective 0".
+        browser.get(f"{url}/analytics")
+        WebDriverWait(browser, 60).until(shows("EDF for loss"))
+        assert "Objective 0" not in text()
+        browser.get(f"{url}/trials")
+        WebDriverWait(browser, 60).until(shows("4 Trials"))
         browser.save_screenshot(str(tmp_path / "trials.png"))
 
         # The note hpo report wrote, with the verdict.
