@@ -30,7 +30,8 @@ def _free_port() -> int:
 
 
 class Cluster:
-    def __init__(self) -> None:
+    def __init__(self, **settings: object) -> None:
+        self.settings = settings  # server settings, e.g. max_connections=6
         self.dir = Path(tempfile.mkdtemp(prefix="hpo-pg-"))
         self.data = self.dir / "data"
         self.port = _free_port()
@@ -48,6 +49,7 @@ class Cluster:
 
     def _ctl(self, *args: str) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {k}={v}" for k, v in self.settings.items())
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.dir / "log"), "-w", *args)
 

@@ -36,7 +36,9 @@ _CONNECTION_STATES = ("57P01", "57P02", "57P03")
 # A refused connection whose cause will not go away by waiting: bad input.
 _PERMANENT = ("authentication failed", "does not exist", "could not translate host name",
               "no password supplied", "no pg_hba.conf entry", "invalid dsn",
-              "invalid connection option", "password authentication")
+              "invalid connection option", "password authentication",
+              # No connection slots left: waiting would hide the sizing problem; say it.
+              "too many clients", "remaining connection slots are reserved")
 
 
 def is_connection_loss(error: BaseException | None) -> bool:
