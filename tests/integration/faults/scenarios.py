@@ -527,11 +527,17 @@ def restart_database(s: Scene) -> None:
 # --- (c) an outage longer than the heartbeat grace --------------------------------------
 
 def outage(s: Scene) -> None:
-    """The database down for 2x the heartbeat grace (HPO_HEARTBEAT_GRACE=4, 8-10 s) while
+    """The database down for 2x the heartbeat grace (HPO_HEARTBEAT_GRACE=4, 8 s) while
     trials run and other workers wait idle (they reap on every pass): nothing reaped, no
     retry spent, every worker survives. The full version has a second outage, with every
-    worker busy."""
-    down, budget = sized(s, (8.0, 4), (10.0, 8))
+    worker busy.
+
+    8 s, not 10: a reconnect backoff of 0.5, 1, 2, 4, 8 s retries 7.5 s after its first
+    failure, then 15.5 s. Down 8 s, the calls that failed in its first half second come
+    back 15.5 s later, the others at 7.5 s, seven seconds apart: longer than the grace, so
+    the first workers back see the others' heartbeats stale. Down 10 s, everyone is back
+    together at 15.5 s and a lease judged too early can still pass."""
+    down, budget = 8.0, sized(s, 4, 8)
     c = s.cluster()
     name = "faults-outage-v1"
     path = s.study(name, per_value=budget // 2)
