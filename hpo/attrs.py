@@ -25,6 +25,7 @@ DIVERGED = "diverged"            # the metric was NaN or infinite: infeasible
 OOM = "oom"                      # out of memory: infeasible
 FAILURE_KIND = "failure_kind"    # how a FAIL attempt failed: one of hpo.failures.KINDS
 CURVES = "curves"                # training curves (hpo.curves)
+WORLD_SIZE = "world_size"        # processes that ran the attempt together, when > 1
 
 # --- written by hpo.train through ctx.set_attr (not reserved: a user objective may too) --
 RESUMED_FROM_STEP = "resumed_from_step"
@@ -32,14 +33,14 @@ DIVERGED_STEP = "diverged_step"
 
 # Attributes that describe one attempt, not the trial: a retry must not inherit them.
 ATTEMPT = (HOST, WORKER_PID, WORKER_STARTED, GPU, CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK,
-           FAILURE_KIND, DIVERGED, OOM, RESUMED_FROM_STEP)
+           FAILURE_KIND, DIVERGED, OOM, RESUMED_FROM_STEP, WORLD_SIZE)
 
 # Provenance (hpo.run.provenance) besides HOST, WORKER_PID, GPU, CUDA_VISIBLE_DEVICES.
 PROVENANCE = ("python", "torch_version", "optuna_version", "git_commit", "git_dirty")
 
 RESERVED = frozenset({SLOT, SEED, SEED_RERUN_OF, HOST, WORKER_PID, WORKER_STARTED, GPU,
                       CUDA_VISIBLE_DEVICES, ERROR, TRACEBACK, DIVERGED, OOM, FAILURE_KIND, CURVES,
-                      *PROVENANCE})
+                      WORLD_SIZE, *PROVENANCE})
 
 # --- trial system attributes (Optuna's own names for a retried trial) ------------------
 FIXED_PARAMS = "fixed_params"
@@ -61,3 +62,6 @@ STUDY_DESIGN_FINGERPRINT = "design_fingerprint"
 # has its whole design recorded.
 STUDY_FINGERPRINT = "space_fingerprint"
 STUDY_UID = "hpo_study_uid"      # created with the stored study: whose checkpoints are whose
+# hpo run --until-decided's state (hpo.decide): max trials, looks, round, stopped. While it is
+# on a study, the controller chooses which design slots exist; workers take what it lays out.
+STUDY_UNTIL_DECIDED = "until_decided"

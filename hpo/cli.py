@@ -11,8 +11,9 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hpo import env
 from hpo.context import CHECKPOINT_ENV
@@ -27,37 +28,32 @@ if TYPE_CHECKING:
 
     from hpo.study import Study
 
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.study import Study
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+PROCS_ENV = "HPO_PROCS_PER_TRIAL"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(parse: Callable[[str], Any], ok: Callable[[Any], bool],
+            expected: str) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the text, and refuse what is not ``ok`` in one line."""
+    def check(text: str) -> Any:
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+    return check
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
+_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+_count = _number(int, lambda v: v >= 0, "a whole number >= 0")
+_seconds = _number(float, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
 
 
 def _version() -> str:
@@ -102,10 +98,27 @@ def _parser() -> argparse.ArgumentParser:
             f"stop the study when its first N finished trials all failed with an error "
             f"(default: {MAX_ERRORS}; 0: never)"))
 
+    def procs_per_trial(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--procs-per-trial", type=_positive_int, metavar="K", help=(
+            "processes that run each trial together, data-parallel with torch.distributed "
+            "(gloo on CPU, NCCL on GPUs); only rank 0 reports (default: 1, or "
+            "--gpus-per-trial; $HPO_PROCS_PER_TRIAL)"))
+
+    def until_decided(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--until-decided", action="store_true", help=(
+            "run in rounds: after each, look at the verdict and add trials only to the "
+            "scientific values still in contention (and seed re-runs of their best trials); "
+            "stop when a winner is decided or --max-trials are spent (see hpo.decide)"))
+        p.add_argument("--max-trials", type=_positive_int, metavar="N", help=(
+            "with --until-decided: design trials to spend at most, all values together "
+            "(default: the study's trials_per_value x its number of scientific values)"))
+
     run = sub.add_parser("run", help="run a study with several worker processes on this machine")
     common(run)
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="worker processes to start (default: 1)")
+    procs_per_trial(run)
+    until_decided(run)
 
     workers = sub.add_parser("workers", help="one supervised worker per GPU on this machine")
     common(workers)
@@ -114,9 +127,15 @@ def _parser() -> argparse.ArgumentParser:
         "none: CPU workers"))
     workers.add_argument("--workers", type=_positive_int, metavar="N",
                          help="with --gpus none: CPU worker processes to start (default: 1)")
+    workers.add_argument("--gpus-per-trial", type=_positive_int, metavar="K", help=(
+        "GPUs per worker, and so per trial (K must divide the GPU count); each trial runs "
+        "in K processes with torch.distributed, one per GPU (default: 1)"))
+    procs_per_trial(workers)
+    until_decided(workers)
 
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
+    procs_per_trial(worker)
     worker.add_argument("--quiet", action="store_true", help="log only warnings")
     # hpo run / hpo workers start their workers with it: the supervisor reports how the
     # study ended, and learns from the exit status that the study is failing (fleet.py).
@@ -231,14 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
-    return value
+_port = _number(int, lambda v: 1 <= v <= 65535, "a port from 1 to 65535")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,10 +293,27 @@ def _run(args: argparse.Namespace, url: str) -> int:
     logging.basicConfig(level=logging.WARNING, format="hpo: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line says where it runs
     definition = load_study_file(args.study_file)
-    members = seats(getattr(args, "gpus", None), args.workers)  # bad --gpus: exit 2 here
+    members = seats(getattr(args, "gpus", None), args.workers,  # bad --gpus: exit 2 here
+                    gpus_per_trial=getattr(args, "gpus_per_trial", None),
+                    procs_per_trial=args.procs_per_trial)
+    if args.max_trials is not None and not args.until_decided:
+        return _usage("--max-trials goes with --until-decided; for a fixed budget use --trials")
+    if args.until_decided:
+        if args.trials is not None:
+            return _usage("--until-decided spends up to --max-trials design trials; --trials "
+                          "is the fixed budget of a run that is not until decided")
+        from hpo.decide import run_until_decided
+
+        check_checkpoint_root()
+        options = ["--max-errors", str(args.max_errors)]
+        if args.trial_timeout:
+            options += ["--trial-timeout", repr(args.trial_timeout)]
+        return run_until_decided(definition, url, str(args.study_file), members,
+                                 args.max_trials, options)
     budget = args.trials or definition.budget
     check_checkpoint_root()  # before anything is written: every worker would fail on it
     study, queue = open_study(definition, url, budget=budget)
+    _refuse_until_decided(definition, study, args.study_file)
     timeout = args.trial_timeout or definition.trial_timeout
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
@@ -337,6 +366,19 @@ def _failed_slots_exit(definition: Study, study: optuna.Study, budget: int,
     return EXIT_FAILURE
 
 
+def _refuse_until_decided(definition: Study, study: optuna.Study, study_file: Path) -> None:
+    """A study run --until-decided holds the slots its verdict chose, with gaps, and
+    open_study left its layout alone: a fixed budget on it would mean something else."""
+    from hpo import attrs
+    from hpo.decide import UntilDecidedError
+
+    if attrs.STUDY_UNTIL_DECIDED in study.user_attrs:
+        raise UntilDecidedError(
+            f"study {definition.name!r} was run with --until-decided (its trials follow the "
+            f"verdict); continue it with hpo run {study_file} --until-decided, or bump the "
+            "study's name for a fixed budget")
+
+
 def _status(args: argparse.Namespace, url: str) -> int:
     import optuna
 
@@ -368,6 +410,8 @@ def _worker(args: argparse.Namespace, url: str) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     definition = load_study_file(args.study_file)
+    if args.procs_per_trial is not None:
+        os.environ[PROCS_ENV] = str(args.procs_per_trial)  # read by hpo.env, and the ranks
     try:
         ran = run_worker(definition, url, budget=args.trials, study_file=str(args.study_file),
                          trial_timeout=args.trial_timeout, max_errors=args.max_errors,

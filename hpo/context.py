@@ -107,7 +107,8 @@ DEFAULT_CHECKPOINT_DIR = "hpo-checkpoints"
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """A checkpoint read back by [`Context.load_checkpoint`][hpo.Context.load_checkpoint].
+    """A checkpoint read back by [`Context.load_checkpoint`][hpo.Context.load_checkpoint]:
+    ``saved = ctx.load_checkpoint()``, then ``saved.step`` and ``saved.state``.
 
     Attributes:
         step: The training step passed to ``save_checkpoint``.
@@ -155,6 +156,10 @@ class Context:
         checkpoint_root: The shared checkpoint folder; None: ``$HPO_CHECKPOINT_DIR``, else
             ``./hpo-checkpoints``.
         study_name: The study's name, for the checkpoint folder; empty: the trial's study's.
+        devices: Every device of the trial; None: see [`devices`][hpo.Context.devices].
+        rank: This process's rank among the trial's processes (0 in a one-process trial).
+        world_size: How many processes run the trial together (1: this one alone).
+        metric: The study's metric name; None: read from the stored study.
     """
 
     def __init__(
@@ -165,10 +170,18 @@ class Context:
         device: str | None = None,
         checkpoint_root: str | Path | None = None,
         study_name: str = "",
+        devices: list[str] | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        metric: str | None = None,
     ):
         self._trial = trial
         self.seed = seed
         self._device = device
+        self._devices = list(devices) if devices else None
+        self._rank = rank
+        self._world_size = world_size
+        self._metric = metric
         self._checkpoint_root = (Path(checkpoint_root) if checkpoint_root
                                  else default_checkpoint_root())
         self._study_name = study_name or trial.study.study_name
@@ -189,11 +202,54 @@ class Context:
 
         ``$HPO_DEVICE`` if set, else ``cuda:0`` when a GPU is visible, else ``cpu``. A worker
         pinned to one GPU (``CUDA_VISIBLE_DEVICES``, as ``hpo workers`` pins them) always
-        sees it as ``cuda:0``; ``hpo workers --gpus none`` sets ``cpu``.
+        sees it as ``cuda:0``; ``hpo workers --gpus none`` sets ``cpu``. In a trial that
+        spans several devices it is this process's own, ``devices[rank]``: rank 0 has the
+        first.
         """
         if self._device is None:
             self._device = env.raw("HPO_DEVICE") or _default_device()
         return self._device
+
+    @property
+    def devices(self) -> list[str]:
+        """Every device the trial may use, e.g. ``["cuda:0", "cuda:1"]``; one for most trials.
+
+        ``hpo workers --gpus-per-trial K`` pins K GPUs to each worker and runs each trial in
+        K processes, one per GPU (``--procs-per-trial 1``: one process that sees all K); on a
+        CPU, ``--procs-per-trial K`` runs K processes, each with device ``cpu``. Frameworks take
+        the list as is (see [`rank`][hpo.Context.rank] for which one is this process's).
+        ``$HPO_DEVICES`` (comma-separated) if set, else ``[ctx.device]``.
+        """
+        if self._devices is None:
+            listed = env.raw("HPO_DEVICES")
+            self._devices = ([d.strip() for d in listed.split(",") if d.strip()] if listed
+                             else [self.device])
+        return list(self._devices)
+
+    @property
+    def rank(self) -> int:
+        """This process's rank among the trial's processes: 0 to ``world_size - 1``.
+
+        Every process runs the objective (as under ``torchrun``), with ``torch.distributed``
+        already initialized (gloo on CPU, NCCL on CUDA). Only rank 0's calls reach the
+        study: ``report``, ``set_attr``, ``record_curves`` and checkpoint writes are
+        ignored on the other ranks, and the trial's value is rank 0's.
+        """
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        """How many processes run this trial together (1 unless ``--procs-per-trial`` or
+        ``--gpus-per-trial`` say otherwise)."""
+        return self._world_size
+
+    @property
+    def metric(self) -> str:
+        """The study's metric name (``Study(metric=...)``), e.g. ``"val_error"``: what the
+        integrations read from a framework's logged metrics."""
+        if self._metric is None:
+            self._metric = str(self._trial.study.user_attrs.get(attrs.STUDY_METRIC, ""))
+        return self._metric
 
     def report(self, step: int, value: float) -> None:
         """Record an intermediate value at a training step; stops the trial if pruned.
@@ -210,11 +266,16 @@ class Context:
             optuna.TrialPruned: When the study's pruner decides to stop the trial; the worker
                 records it as PRUNED. Let it propagate out of the objective.
             ValueError: If ``step`` is not an integer >= 0.
+
+        On a rank other than 0 it only checks its arguments: rank 0 decides, and when it
+        stops as pruned the trial's other processes are stopped with it.
         """
         import optuna
 
         if not isinstance(step, int) or isinstance(step, bool) or step < 0:
             raise ValueError(f"report(step, value): step must be an integer >= 0, got {step!r}")
+        if self._rank != 0:
+            return
         value = float(value)
         if math.isnan(value):
             return  # A NaN says the run diverged; the final value decides that, not the pruner.
@@ -248,7 +309,8 @@ class Context:
                 f"ctx.set_attr({name!r}, ...): {name!r} is one of hpo's own trial attributes "
                 f"(reserved: {', '.join(sorted(attrs.RESERVED))}); use another name, "
                 f"e.g. 'my_{name}'")
-        self._trial.set_user_attr(name, value)
+        if self._rank == 0:
+            self._trial.set_user_attr(name, value)
 
     @property
     def direction(self) -> str:
@@ -269,7 +331,8 @@ class Context:
         """
         from hpo import curves as stored
 
-        stored.record(self._trial, curves)
+        if self._rank == 0:
+            stored.record(self._trial, curves)
 
     # --- checkpoints ------------------------------------------------------------------------
 
@@ -328,6 +391,9 @@ class Context:
         Returns:
             The path of the checkpoint file, ``<checkpoint_dir>/<name>.pt``.
 
+        Only rank 0 writes: on the trial's other processes this returns the path and writes
+        nothing (data-parallel ranks hold the same state).
+
         Raises:
             CheckpointIOError: The folder or file cannot be written (disk full, no
                 permission, a lost network mount). The worker hands the trial back to the
@@ -336,6 +402,8 @@ class Context:
         import torch
 
         folder = self.checkpoint_dir
+        if self._rank != 0:
+            return folder / f"{_safe(name)}.pt"
         final = folder / f"{_safe(name)}.pt"
         partial = folder / f".{final.name}.{os.getpid()}.partial"
         try:
@@ -364,7 +432,7 @@ class Context:
                 default: the trial's [`device`][hpo.Context.device].
 
         Returns:
-            A [`Checkpoint`][hpo.context.Checkpoint] with ``.step`` (the step passed to
+            A [`Checkpoint`][hpo.Checkpoint] with ``.step`` (the step passed to
                 [`save_checkpoint`][hpo.Context.save_checkpoint]) and ``.state`` (what was
                 saved), or None when there is no checkpoint of that name: the first attempt,
                 or one that saved nothing yet.
@@ -387,6 +455,8 @@ class Context:
             name: The name it was saved under; there is no default, so a call never deletes
                 ``last`` by accident.
         """
+        if self._rank != 0:
+            return  # rank 0 removes it: the folder is shared
         (self.checkpoint_dir / f"{_safe(name)}.pt").unlink(missing_ok=True)
 
     def checkpoint_names(self) -> list[str]:

@@ -60,6 +60,15 @@ VARIABLES: dict[str, Variable] = {v.name: v for v in (
              "hpo dashboard use", _text, "a folder path"),
     Variable("HPO_DEVICE", "cuda:0 if a GPU is visible, else cpu", "the device ctx.device "
              "names", _text, "cpu, cuda, cuda:N"),
+    Variable("HPO_DEVICES", "HPO_DEVICE alone", "every device of a trial, comma-separated, "
+             "as ctx.devices lists them (set by hpo workers --gpus-per-trial)", _text,
+             "devices like cuda:0,cuda:1"),
+    Variable("HPO_PROCS_PER_TRIAL", "1", "processes that run each trial together, with "
+             "torch.distributed (set by --procs-per-trial and --gpus-per-trial)", _whole(1),
+             "a whole number >= 1"),
+    Variable("HPO_DIST_TIMEOUT", "300", "seconds a collective of a several-process trial may "
+             "wait for the other processes before it fails", _seconds,
+             "a number of seconds > 0"),
     Variable("HPO_HOST", "the hostname", "this machine's name in provenance and for the "
              "reaper (set it where hostnames are not stable, e.g. containers)", _text,
              "a name"),
@@ -141,3 +150,11 @@ def startup_seconds() -> float:
 
 def host() -> str:
     return str(get("HPO_HOST") or socket.gethostname())
+
+
+def procs_per_trial() -> int:
+    return int(get("HPO_PROCS_PER_TRIAL", 1))
+
+
+def dist_timeout() -> float:
+    return float(get("HPO_DIST_TIMEOUT", 300.0))

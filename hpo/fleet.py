@@ -96,14 +96,21 @@ class Seat:
     exit_codes: list[int] = field(default_factory=list)
 
 
-def seats(gpus: str | None, workers: int | None) -> list[Seat]:
-    """Seats for ``--gpus all|none|0,2`` and ``--workers``; bad input raises SpaceError."""
+def seats(gpus: str | None, workers: int | None, *, gpus_per_trial: int | None = None,
+          procs_per_trial: int | None = None) -> list[Seat]:
+    """Seats for ``--gpus all|none|0,2``, ``--workers``, ``--gpus-per-trial K`` and
+    ``--procs-per-trial K``; bad input raises SpaceError."""
+    procs = {} if procs_per_trial is None else {"HPO_PROCS_PER_TRIAL": str(procs_per_trial)}
+    if gpus_per_trial is not None and (gpus is None or gpus == "none"):
+        raise SpaceError(f"--gpus-per-trial {gpus_per_trial} needs GPUs (hpo workers --gpus "
+                         "all); on a CPU, --procs-per-trial K runs K processes per trial")
     if gpus is None:  # hpo run: N workers that inherit this environment
-        return [Seat(f"worker {i}", {}) for i in range(workers or 1)]
+        return [Seat(f"worker {i}", dict(procs)) for i in range(workers or 1)]
     if gpus == "none":
         # Hide every GPU, so a CPU fleet never grabs one by accident.
         return [Seat(f"cpu worker {i}", {"CUDA_VISIBLE_DEVICES": "", "HPO_DEVICE": "cpu",
-                                         "HPO_GPU_NAME": "none"}) for i in range(workers or 1)]
+                                         "HPO_GPU_NAME": "none", **procs})
+                for i in range(workers or 1)]
     if workers is not None:
         raise SpaceError(f"--workers {workers} with --gpus {gpus}: a GPU fleet runs one worker "
                          "per GPU; use --gpus none --workers N for CPU workers")
@@ -124,11 +131,38 @@ def seats(gpus: str | None, workers: int | None) -> list[Seat]:
                              f"this machine has GPU indices: {have}")
         if len(set(chosen)) != len(chosen):
             raise SpaceError(f"--gpus {gpus}: a GPU is listed twice; one worker per GPU")
+    if gpus_per_trial is not None and gpus_per_trial > 1:
+        return _multi_gpu_seats(gpus, chosen, found, gpus_per_trial, procs_per_trial)
     # nvidia-smi numbers GPUs in PCI bus order, CUDA (and so CUDA_VISIBLE_DEVICES) by default
     # fastest first: on a machine with mixed GPUs, index 0 would be two different cards.
     return [Seat(f"GPU {g} ({found[g]})", {"CUDA_VISIBLE_DEVICES": g, "HPO_GPU_NAME": found[g],
-                                           "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+                                           "CUDA_DEVICE_ORDER": "PCI_BUS_ID", **procs})
             for g in chosen]
+
+
+def _multi_gpu_seats(gpus: str, chosen: list[str], found: dict[str, str], per_trial: int,
+                     procs: int | None) -> list[Seat]:
+    """One worker per group of ``per_trial`` GPUs, in order: 0,1 then 2,3..."""
+    if len(chosen) % per_trial:
+        divisors = [str(k) for k in range(1, len(chosen) + 1) if len(chosen) % k == 0]
+        raise SpaceError(f"--gpus-per-trial {per_trial} does not divide the {len(chosen)} "
+                         f"GPU(s) of --gpus {gpus} ({','.join(chosen)}); use one of "
+                         f"{', '.join(divisors)}")
+    if procs not in (None, 1, per_trial):
+        raise SpaceError(f"--procs-per-trial {procs} with --gpus-per-trial {per_trial}: a "
+                         f"trial runs one process per GPU ({per_trial}) or one process that "
+                         "sees them all (1)")
+    out = []
+    for start in range(0, len(chosen), per_trial):
+        group = chosen[start:start + per_trial]
+        names = [found[g] for g in group]
+        name = f"{len(names)} x {names[0]}" if len(set(names)) == 1 else ", ".join(names)
+        out.append(Seat(f"GPUs {','.join(group)} ({name})", {
+            "CUDA_VISIBLE_DEVICES": ",".join(group), "HPO_GPU_NAME": name,
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "HPO_DEVICES": ",".join(f"cuda:{i}" for i in range(per_trial)),
+            "HPO_PROCS_PER_TRIAL": str(per_trial if procs is None else procs)}))
+    return out
 
 
 class _Polled:
@@ -242,9 +276,11 @@ class Fleet:
             raise FleetStopped(signal.Signals(signum).name)
 
         previous = {s: signal.signal(s, stop_on) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self._budget, unit="trial", desc="trials", file=sys.stderr,
+        # The total grows as an --until-decided controller lays out its rounds.
+        total = progress(study, self._budget)[1]
+        bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr,
                    dynamic_ncols=True, mininterval=1.0)
-        shown = _Polled(lambda: self._progress(study), initial=(0, ""))
+        shown = _Polled(lambda: self._progress(study), initial=(0, "", total))
         try:
             while not all(s.finished or s.gave_up for s in self.seats):
                 now = time.monotonic()
@@ -255,12 +291,12 @@ class Fleet:
                     # trials handed back, rather than let each find out after its trial.
                     self.stop()
                     break
-                bar.n, postfix = shown.value
+                bar.n, postfix, bar.total = shown.value
                 bar.set_postfix_str(postfix, refresh=False)
                 bar.refresh()
                 time.sleep(0.5)
             # The workers are done: the last word is read now, not from the last poll.
-            bar.n, postfix = self._progress(study)
+            bar.n, postfix, bar.total = self._progress(study)
             bar.set_postfix_str(postfix, refresh=False)
             bar.refresh()
         except FleetStopped:
@@ -271,11 +307,14 @@ class Fleet:
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return not self.failing and progress(study, self._budget)[0] >= self._budget
+        done, total = progress(study, self._budget)
+        return not self.failing and done >= total
 
-    def _progress(self, study: optuna.Study) -> tuple[int, str]:
+    def _progress(self, study: optuna.Study) -> tuple[int, str, int]:
         """Slots done, and how they ended with the best value so far, for the bar: one
-        aggregate read on PostgreSQL (TrialQueue.outcomes), however large the study."""
+        aggregate read on PostgreSQL (TrialQueue.outcomes), however large the study; and the
+        total (the slots an --until-decided controller has laid out so far)."""
+        from hpo.store.budget import planned_budget, until_decided
         from hpo.store.queue import queue_for
 
         outcomes = queue_for(study).outcomes(self._budget)
@@ -286,7 +325,8 @@ class Fleet:
             best = outcomes.low if self._definition.direction == "minimize" else outcomes.high
             if best is not None:
                 text += f", best {self._definition.metric} {best:.4g}"
-        return c.finished, text
+        total = self._budget if until_decided(study) is None else planned_budget(study)
+        return c.finished, text, total
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask every worker to hand its trial back and exit; kill what is left after timeout."""

@@ -27,6 +27,8 @@ def collect(study_file: str | Path | None = None) -> dict[str, Any]:
         attrs.GPU: env.raw("HPO_GPU_NAME") or _gpu_name(),
         "python": platform.python_version(),
     }
+    if env.procs_per_trial() > 1:
+        info[attrs.WORLD_SIZE] = env.procs_per_trial()  # hpo.train.distributed
     for package in ("torch", "optuna"):
         try:
             info[f"{package}_version"] = metadata.version(package)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from hpo import failures
+from hpo import attrs, failures
+from hpo.store.budget import until_decided
 from hpo.store.leases import dead_trials
 from hpo.store.queue import queue_for
 from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
@@ -28,9 +29,11 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
     now = now or dt.datetime.now()
     # The budget as given, else as laid out, else the design's. Done: design slots whose
     # final attempt finished; seed re-runs and retried attempts are not the budget's, so a
-    # re-run still waiting does not make a finished slot look undone.
-    counts = queue.counts(definition, budget)
-    done, budget = counts.done, counts.budget
+    # re-run still waiting does not make a finished slot look undone. A study run
+    # --until-decided has gaps in its slot numbers: every slot laid out counts.
+    decided = until_decided(study) is not None
+    counts = queue.counts(definition, 2**31 - 1 if decided else budget)
+    done, budget = counts.done, (counts.planned if decided else counts.budget)
     lines = [f"study {definition.name!r} ({definition.phase}): {definition.goal}",
              f"budget: {done} of {budget} trials done ({100 * done / budget:.0f}%), "
              f"{_eta(counts, now)}", ""]
@@ -66,6 +69,12 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
         lines.append(f"stale: {len(stale)} trial(s) whose worker is gone (#"
                      + ", #".join(map(str, sorted(stale)))
                      + "); any worker of this study fails and retries them")
+    foreign = [t for t in running if attrs.WORKER_PID not in t.user_attrs]
+    if foreign:
+        lines.append(f"not hpo's: {len(foreign)} running trial(s) taken by a client that is "
+                     "not an hpo worker (#" + ", #".join(str(t.number) for t in foreign)
+                     + "): no owner, no heartbeat; reaped after the grace period and their "
+                     "slots retried")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from hpo import failures
 from hpo.attrs import SEED_RERUN_OF as RERUN_ATTR
+from hpo.attrs import SLOT as SLOT_ATTR
 from hpo.design import slot_of
 
 if TYPE_CHECKING:
@@ -137,7 +138,9 @@ def design_slots(trials: Iterable[FrozenTrial]) -> tuple[Slot, ...]:
     Needs no definition: ``hpo studies`` counts a study it has no study file for with it."""
     attempts: dict[int, list[FrozenTrial]] = {}
     for trial in sorted(trials, key=lambda t: t.number):
-        if RERUN_ATTR not in trial.user_attrs:
+        # A trial with no slot was not laid out by hpo (enqueued by hand or by another
+        # client): it is not the design's, and hpo refuses to run it (hpo.store.opening).
+        if RERUN_ATTR not in trial.user_attrs and SLOT_ATTR in trial.user_attrs:
             attempts.setdefault(slot_of(trial), []).append(trial)
     return tuple(Slot(slot, tried[-1], tuple(tried[:-1]))
                  for slot, tried in sorted(attempts.items()))

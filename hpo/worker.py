@@ -86,7 +86,7 @@ def run_worker(
     from hpo import env
     from hpo.provenance import collect
     from hpo.store import open_study
-    from hpo.store.budget import finished
+    from hpo.store.budget import design_bound, finished
     from hpo.store.leases import Reaper
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -94,6 +94,7 @@ def run_worker(
     total = definition.budget if budget is None else budget
     check_checkpoint_root()  # a folder no trial could checkpoint in: exit 2, nothing written
     study, queue = open_study(definition, url, budget=total)
+    total = design_bound(study, total)  # a study run --until-decided: what its controller laid
     provenance = collect(study_file)
     timeout = definition.trial_timeout if trial_timeout is None else trial_timeout
     fail_fast = FailFast(definition, queue, total, max_errors, study_file)
@@ -118,7 +119,7 @@ def run_worker(
                 # ...and deliver a pending one here, where the trial is handed back.
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 outcome = run_trial(definition, queue, trial, timeout=timeout,
-                                    replace_process=replace_process)
+                                    replace_process=replace_process, study_file=study_file)
             except WorkerStopped:
                 _hand_back(queue, trial)
                 raise
@@ -240,9 +241,11 @@ def _hand_back(queue: TrialQueue, trial: optuna.trial.FrozenTrial) -> None:
 
 
 def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.FrozenTrial, *,
-              timeout: float | None = None, replace_process: bool = False) -> str:
+              timeout: float | None = None, replace_process: bool = False,
+              study_file: str | None = None) -> str:
     """Run one trial the worker has taken (RUNNING, as :meth:`TrialQueue.claim` returned
-    it), and record how it ended.
+    it), and record how it ended. With ``$HPO_PROCS_PER_TRIAL`` > 1 the objective runs in
+    that many processes (:mod:`hpo.train.distributed`), which load ``study_file``.
 
     Returns how it ended: ``"complete"``, ``"pruned"``, a failure kind (:mod:`hpo.failures`),
     or ``"dropped"`` when another process (a reaper) finished the trial meanwhile: then
@@ -261,6 +264,7 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
     from hpo.deadline import Deadline
     from hpo.design import slot_of
     from hpo.store.leases import Heartbeat
+    from hpo.train import distributed
 
     study = queue.study
     trial_id = queue.trial_id(claimed)
@@ -276,8 +280,9 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
                 if seed is None:  # a trial enqueued by hand, outside the design's slots
                     seed = Design(definition.space, definition.seed).trial_seed(slot_of(claimed))
                     trial.set_user_attr(attrs.SEED, seed)
-                ctx = Context(trial, seed=seed)
-                value = definition.objective(config, ctx)
+                ctx = Context(trial, seed=seed, metric=definition.metric)
+                value = distributed.run(definition.objective, config, ctx,
+                                        study_file=study_file)
         except optuna.TrialPruned:
             if not _record(queue, trial, state=TrialState.PRUNED):
                 return DROPPED
@@ -288,6 +293,8 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
             _release_gpu_memory()
             return _fail(queue, trial, failures.TIMEOUT,
                          f"timeout: {e}; stopped (--trial-timeout, Study(trial_timeout=))", tb)
+        except distributed.RankDied as e:
+            return _rank_died(queue, trial, e)
         except Exception as e:  # noqa: BLE001 - any objective error fails the trial, not the worker
             if _caused_by(e, UpdateFinishedTrialError):
                 _dropped(queue, trial)
@@ -317,6 +324,24 @@ def run_trial(definition: Study, queue: TrialQueue, claimed: optuna.trial.Frozen
     log.info("trial %d finished: %s=%g %s", trial.number, definition.metric, value,
              dict(trial.params))
     return "complete"
+
+
+def _rank_died(queue: TrialQueue, trial: optuna.Trial, error: Exception) -> str:
+    """One of the trial's processes died (hpo.train.distributed stopped the others): as
+    when a worker dies, the attempt fails as infrastructure and, up to ``$HPO_MAX_RETRY``
+    deaths, a retry resumes from its checkpoint. This worker is fine and goes on."""
+    from hpo import env
+
+    deaths = len(queue.storage.get_trial(queue.trial_id(trial)).system_attrs.get(
+        attrs.RETRY_HISTORY, [])) + 1
+    retry = deaths <= env.max_retry()
+    reason = (f"{error}; retried as a new trial, attempt {deaths + 1}" if retry else
+              f"{error}; the trial's processes died {deaths} times, not retried again "
+              f"(limit {env.max_retry()} retries, HPO_MAX_RETRY)")
+    kind = _fail(queue, trial, failures.INFRASTRUCTURE, reason)
+    if retry and kind != DROPPED:
+        queue.add_retry(queue.storage.get_trial(queue.trial_id(trial)))
+    return kind
 
 
 def _remove_checkpoints(ctx: Context) -> None:

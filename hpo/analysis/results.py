@@ -157,6 +157,11 @@ def collect(definition: Study, study: optuna.Study) -> Results:
     )
 
 
+def group_label(definition: Study, value: dict) -> str:
+    """The label of the group (scientific value, or slice of values) a value belongs to."""
+    return _bucketing(definition)(value)[1]
+
+
 def _bucketing(definition: Study) -> Callable[[dict], tuple[tuple, str, dict]]:
     """A function: scientific value -> (group key, label, value shown)."""
     space = definition.space

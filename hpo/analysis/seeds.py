@@ -80,8 +80,13 @@ def enqueue_seed_reruns(definition: Study, study: optuna.Study, *, top: int = 1,
                         repeats: int = 5) -> list[Rerun]:
     """Enqueue the missing re-runs (see :func:`plan_seed_reruns`); returns what was added."""
     planned = plan_seed_reruns(definition, study, top=top, repeats=repeats)
-    for rerun in planned:
+    enqueue(study, planned)
+    return planned
+
+
+def enqueue(study: optuna.Study, reruns: list[Rerun]) -> None:
+    """Enqueue planned re-runs as WAITING trials, each in its original trial's slot."""
+    for rerun in reruns:
         study.enqueue_trial(rerun.params, user_attrs={
             SLOT_ATTR: rerun.slot, "seed": rerun.seed, RERUN_ATTR: rerun.of,
         })
-    return planned

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -255,8 +255,10 @@ class QueueStatements:
             conn.execute(sqlalchemy.text(_SCHEMA))
 
     def lay_out_slots(self, study_id: int, budget: int,
-                      plan: Callable[[list[int]], list[Slot]]) -> int:
-        """Make sure slots 0..budget-1 exist as WAITING trials; returns how many were added.
+                      plan: Callable[[list[int]], list[Slot]],
+                      slots: Iterable[int] | None = None) -> int:
+        """Make sure slots 0..budget-1 (or only ``slots``, when given) exist as WAITING
+        trials; returns how many were added.
 
         One transaction, a handful of statements, whatever the budget: it takes a lock of
         its own (transaction-scoped, so it dies with the connection and survives PgBouncer's
@@ -283,27 +285,34 @@ class QueueStatements:
                          {"s": study_id})
             conn.execute(text(_ADOPT), {"s": study_id, "slot_key": attrs.SLOT,
                                         "rerun_key": attrs.SEED_RERUN_OF})
-            have = set(conn.execute(text(
-                "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 AND slot < :b"),
-                {"s": study_id, "b": budget}).scalars())
-            missing = [s for s in range(budget) if s not in have]
+            if slots is None:
+                wanted: Sequence[int] = range(budget)
+                have = set(conn.execute(text(
+                    "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 "
+                    "AND slot < :b"), {"s": study_id, "b": budget}).scalars())
+            else:
+                wanted = sorted(set(slots))
+                have = set(conn.execute(text(
+                    "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 "
+                    "AND slot = ANY(:wanted)"), {"s": study_id, "wanted": wanted}).scalars())
+            missing = [s for s in wanted if s not in have]
             if not missing:
                 return 0
-            slots = plan(missing)
+            planned = plan(missing)
             rows = conn.execute(text(
                 "INSERT INTO trials (number, study_id, state) "
                 "SELECT (SELECT count(*) FROM trials WHERE study_id = :s) + i - 1, :s, 'WAITING'"
                 " FROM generate_series(1, :n) AS i RETURNING trial_id, number"),
-                {"s": study_id, "n": len(slots)}).all()
+                {"s": study_id, "n": len(planned)}).all()
             ids = [trial_id for trial_id, _ in sorted(rows, key=lambda r: r[1])]
             conn.execute(text(
                 "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) "
                 "SELECT :s, u.slot, 0, u.trial_id "
                 "FROM unnest(CAST(:slots AS integer[]), CAST(:ids AS integer[])) "
                 "AS u(slot, trial_id)"),
-                {"s": study_id, "slots": [x.slot for x in slots], "ids": ids})
+                {"s": study_id, "slots": [x.slot for x in planned], "ids": ids})
             _insert_rows(conn, "trial_user_attributes", ("trial_id", "key", "value_json"),
-                         [(i, k, json.dumps(v)) for i, x in zip(ids, slots, strict=True)
+                         [(i, k, json.dumps(v)) for i, x in zip(ids, planned, strict=True)
                           for k, v in ((attrs.SLOT, x.slot), (attrs.SEED, x.seed))])
             _insert_rows(conn, "trial_system_attributes", ("trial_id", "key", "value_json"),
                          [(i, attrs.FIXED_PARAMS, "{}") for i in ids])
@@ -311,9 +320,9 @@ class QueueStatements:
                          ("trial_id", "param_name", "param_value", "distribution_json"),
                          [(i, name, x.dists[name].to_internal_repr(value),
                            distributions.distribution_to_json(x.dists[name]))
-                          for i, x in zip(ids, slots, strict=True)
+                          for i, x in zip(ids, planned, strict=True)
                           for name, value in x.params.items()])
-        return len(slots)
+        return len(planned)
 
     def retry_slot(self, study_id: int, failed: FrozenTrial, slot: int,
                    drop: tuple[str, ...]) -> bool:

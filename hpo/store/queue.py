@@ -9,7 +9,7 @@ Nothing outside :mod:`hpo.store` asks which storage it is talking to.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from optuna.exceptions import UpdateFinishedTrialError
@@ -137,12 +137,15 @@ class TrialQueue:
 
     # --- the design's slots --------------------------------------------------------------
 
-    def lay_out(self, budget: int) -> int:
-        """Make sure slots 0..budget-1 exist; returns how many were added. Call under
+    def lay_out(self, budget: int, slots: Iterable[int] | None = None) -> int:
+        """Make sure slots 0..budget-1 exist, or only ``slots`` when given (``hpo run
+        --until-decided`` adds trials to some scientific values only: slots k * V + v for
+        the chosen v, so a layout may have gaps); returns how many were added. Call under
         :func:`hpo.store.opening.exclusive`: two callers at once would add a slot twice."""
         planned = {t.user_attrs[attrs.SLOT] for t in self.study.get_trials(deepcopy=False)
                    if attrs.SLOT in t.user_attrs}
-        missing = [s for s in range(budget) if s not in planned]
+        wanted = range(budget) if slots is None else sorted(set(slots))
+        missing = [s for s in wanted if s not in planned]
         self.study.add_trials([
             create_trial(state=TrialState.WAITING, params=x.params, distributions=x.dists,
                          user_attrs={attrs.SLOT: x.slot, attrs.SEED: x.seed},
@@ -365,10 +368,10 @@ class PostgresQueue(TrialQueue):
     def slots_done(self, budget: int) -> int:
         return self.backend.slots_done(self.study_id, budget)
 
-    def lay_out(self, budget: int) -> int:
+    def lay_out(self, budget: int, slots: Iterable[int] | None = None) -> int:
         # In bulk and under the database's own guard (hpo.store.pgqueue.lay_out_slots); no
         # cross-process lock is needed around it.
-        return self.backend.lay_out_slots(self.study_id, budget, self._plan)
+        return self.backend.lay_out_slots(self.study_id, budget, self._plan, slots)
 
     def add_retry(self, failed: FrozenTrial) -> bool:
         if is_seed_rerun(failed):  # not a design slot: Optuna's own copy

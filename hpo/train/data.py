@@ -40,7 +40,22 @@ class Data:
 
     @property
     def features(self) -> int:
+        """Input features per example (the size of ``x``'s second dimension)."""
         return int(self.x_train.shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One example's shape, e.g. ``(64,)``, or ``(1, 28, 28)`` for images."""
+        return tuple(int(n) for n in self.x_train.shape[1:])
+
+    @property
+    def outputs(self) -> int:
+        """What a model's last layer must produce: the number of classes for integer
+        targets (the largest label + 1), else the targets' width (1 for one value)."""
+        y = self.y_train
+        if not y.dtype.is_floating_point:
+            return int(max(int(y.max()), int(self.y_val.max()))) + 1
+        return int(y.shape[1]) if y.dim() > 1 else 1
 
     def to(self, device: Any) -> Data:
         return Data(self.x_train.to(device), self.y_train.to(device), self.x_val.to(device),

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 class TrainObjective:
     """``objective(config, ctx) -> float`` for a Study: trains ``model(config)`` on ``data``.
 
-    ``data`` is a bundled dataset's name (``"digits"``), a :class:`~hpo.train.data.Data`, or a
-    function ``data(device) -> Data``. ``hpo batch-scan`` reads the model and data from here.
+    ``model`` may also take the data, ``model(config, data)``, to read its sizes
+    (``data.features``, ``data.outputs``). ``data`` is a bundled dataset's name
+    (``"digits"``), a :class:`~hpo.train.data.Data`, or a function ``data(device) -> Data``.
+    ``hpo batch-scan`` reads the model and data from here.
     """
 
-    model: Callable[[Mapping[str, Any]], Any]
+    model: Callable[..., Any]
     data: str | Data | Callable[[str], Data]
     settings: TrainSettings = field(default_factory=TrainSettings)
     # hpo.train removes its resume checkpoint itself and keeps the best ones on purpose
@@ -39,12 +41,16 @@ class TrainObjective:
         return fit(self.model, self.data, config, ctx, self.settings)
 
 
-def objective(model: Callable[[Mapping[str, Any]], Any], data: str | Data | Callable[[str], Data],
+def objective(model: Callable[..., Any], data: str | Data | Callable[[str], Data],
               settings: TrainSettings | None = None) -> TrainObjective:
-    """The objective for ``Study(objective=...)``: ``objective(mlp_for_config, "digits")``."""
+    """The objective for ``Study(objective=...)``: ``objective(mlp_for_config, "digits")``.
+
+    ``model`` is ``model(config)`` or ``model(config, data)``, e.g.
+    ``lambda config, data: mlp(data.features, data.outputs, width=config["width"])``.
+    """
     if not callable(model):
         raise HyperparameterError(
-            f"objective(model, data): model must be a function model(config) -> torch.nn.Module, "
-            f"got {model!r}"
+            "objective(model, data): model must be a function model(config) or "
+            f"model(config, data) -> torch.nn.Module, got {model!r}"
         )
     return TrainObjective(model, data, settings or TrainSettings())

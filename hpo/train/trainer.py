@@ -12,6 +12,11 @@
   with the same metric as an uninterrupted one (on CPU; on GPU with ``deterministic=True``).
 * Seeds from ``ctx.seed``, one independent stream each for model init, data order and
   dropout, so a change in one (a wider model) does not reshuffle the others.
+* Data-parallel over a trial's processes (``ctx.world_size > 1``, started by
+  :mod:`hpo.train.distributed`): each rank trains on its slice of every global batch of
+  ``batch_size`` (so the optimizer sees the same batches as one process would), gradients are
+  averaged by ``DistributedDataParallel``, the validation set is split and its sums added
+  up, rank 0 writes the checkpoints (with every rank's RNG state) and the record.
 * Per-step work stays on the device (loss sum, gradient norms, clip count): the only host
   syncs are at evaluations. The gradient norm is measured every ``grad_norm_every`` steps and
   before each evaluation (every step when clipping), because on a small model its few extra
@@ -33,10 +38,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from hpo.train import config as cfg
-from hpo.train import optimizers, schedules
+from hpo.train import models, optimizers, schedules
 from hpo.train.checkpoints import BestCheckpoints
 from hpo.train.config import HyperparameterError, TrainWarning
 from hpo.train.data import Data, resolve
@@ -95,10 +101,11 @@ def plan(config: Mapping[str, Any]) -> Plan:
                 cfg.positive_int(config, "eval_every"), clip)
 
 
-def fit(model: Callable[[Mapping[str, Any]], torch.nn.Module],
+def fit(model: Callable[..., torch.nn.Module],
         data: str | Data | Callable[[str], Data], config: Mapping[str, Any], ctx: Context,
         settings: TrainSettings | None = None) -> float:
-    """Train ``model(config)`` on ``data`` as the config says; returns the trial's value.
+    """Train ``model(config)`` (or ``model(config, data)``) on ``data`` as the config says;
+    returns the trial's value.
 
     The value is the retrospective best checkpoint's validation metric, or the final one with
     ``TrainSettings(select="final")``; NaN if training diverged (the worker records the
@@ -114,6 +121,7 @@ def fit(model: Callable[[Mapping[str, Any]], torch.nn.Module],
     if settings.deterministic:
         _deterministic()
     device = torch.device(ctx.device)
+    _check_processes(ctx, run_plan)
     dataset = resolve(data, device)
     if run_plan.batch_size > dataset.train_examples:
         raise HyperparameterError(
@@ -121,9 +129,28 @@ def fit(model: Callable[[Mapping[str, Any]], torch.nn.Module],
             f"training examples of {dataset.name!r}; use a batch size of at most that"
         )
     torch.manual_seed(seed_for(ctx.seed, "init"))
-    net = model(config).to(device)
-    torch.manual_seed(seed_for(ctx.seed, "dropout"))
+    net = models.build(model, config, dataset).to(device)
+    # Each rank its own dropout stream; one process keeps the stream it always had.
+    torch.manual_seed(seed_for(ctx.seed, "dropout", *([ctx.rank] if ctx.world_size > 1 else [])))
     return _Run(net, run_plan, settings, dataset, device, ctx, _fingerprint(config)).run()
+
+
+def _check_processes(ctx: Context, run_plan: Plan) -> None:
+    if ctx.world_size == 1:
+        if len(ctx.devices) > 1:
+            warnings.warn(f"hpo.train trains on {ctx.device} only, with {len(ctx.devices)} "
+                          "devices in ctx.devices: run one process per GPU (--gpus-per-trial "
+                          "K without --procs-per-trial 1)", TrainWarning, stacklevel=3)
+        return
+    if not (dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() == ctx.world_size):
+        raise HyperparameterError(
+            f"ctx.world_size is {ctx.world_size} but torch.distributed has no process group "
+            "of that size; let hpo start the processes (--procs-per-trial)")
+    if run_plan.batch_size % ctx.world_size:
+        raise HyperparameterError(
+            f"batch_size={run_plan.batch_size} does not split over {ctx.world_size} processes; "
+            f"use a multiple of {ctx.world_size}")
 
 
 def seed_for(seed: int, stream: str, *more: int) -> int:
@@ -139,6 +166,11 @@ class _Run:
                  device: torch.device, ctx: Context, fingerprint: str):
         self.net, self.plan, self.settings, self.data = net, run_plan, settings, data
         self.device, self.ctx, self.fingerprint = device, ctx, fingerprint
+        self.rank, self.world = ctx.rank, ctx.world_size
+        # What the training steps call: the model itself, or its data-parallel wrapper, whose
+        # backward averages the gradients over the ranks. Evaluation calls the model itself.
+        self.forward = net if self.world == 1 else torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = run_plan.optimizer.build(net.parameters())
         self.params = [p for p in net.parameters() if p.requires_grad]
         self.loss = _LOSSES.get(settings.loss, settings.loss)  # type: ignore[arg-type]
@@ -174,8 +206,10 @@ class _Run:
                 self.ctx.remove_checkpoint(name=LAST)
 
     def _train(self) -> float:
-        net, optimizer, params = self.net, self.optimizer, self.params
+        net, optimizer, params = self.forward, self.optimizer, self.params
         batch, total, every = self.plan.batch_size, self.plan.max_train_steps, self.plan.eval_every
+        local = batch // self.world  # this rank's slice of each global batch
+        offset = self.rank * local
         schedule, clip, loss_fn = self.plan.schedule, self.plan.grad_clip_norm, self.loss
         norm_every = self.settings.grad_norm_every
         per_epoch = self.data.train_examples // batch  # drop the ragged last batch
@@ -196,12 +230,12 @@ class _Run:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 lr_set = lr
-            start = (step % per_epoch) * batch
+            start = (step % per_epoch) * batch + offset
             if self.autocast:
                 with torch.autocast(self.device.type, torch.bfloat16):
-                    loss = loss_fn(net(xs[start:start + batch]), ys[start:start + batch])
+                    loss = loss_fn(net(xs[start:start + local]), ys[start:start + local])
             else:  # no autocast context at all: entering a disabled one still costs per step
-                loss = loss_fn(net(xs[start:start + batch]), ys[start:start + batch])
+                loss = loss_fn(net(xs[start:start + local]), ys[start:start + local])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.step = step + 1
@@ -219,7 +253,7 @@ class _Run:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 self.train_time += time.perf_counter() - tic
-                train_loss = torch.stack(losses).float().mean().item()
+                train_loss = self._mean_over_ranks(torch.stack(losses).float().mean())
                 since, losses = len(losses), []
                 if not self._evaluate(train_loss, lr, since):
                     return math.nan
@@ -261,9 +295,18 @@ class _Run:
             self.ctx.save_checkpoint(self.step, self._state(), name=LAST)
         return True
 
+    def _mean_over_ranks(self, value: torch.Tensor) -> float:
+        if self.world > 1:
+            value = value.clone()
+            dist.all_reduce(value)  # a sum: gloo has no average
+            value /= self.world
+        return value.item()
+
     @torch.no_grad()
     def _validation(self) -> tuple[float, float]:
-        x, y, size = self.data.x_val, self.data.y_val, self.settings.eval_batch_size
+        # Each rank evaluates its share; the sums over the shares are the whole set's.
+        count, size = len(self.data.x_val), self.settings.eval_batch_size
+        x, y = self.data.x_val[self.rank::self.world], self.data.y_val[self.rank::self.world]
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         metric_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.net.eval()
@@ -274,10 +317,19 @@ class _Run:
             loss_sum += self.loss(out, yb) * len(xb)
             metric_sum += self.metric(out, yb) * len(xb)
         self.net.train()
-        return (loss_sum / len(x)).item(), (metric_sum / len(x)).item()
+        if self.world > 1:
+            sums = torch.stack([loss_sum, metric_sum])
+            dist.all_reduce(sums)
+            loss_sum, metric_sum = sums[0], sums[1]
+        return (loss_sum / count).item(), (metric_sum / count).item()
 
     def _state(self) -> dict[str, Any]:
         cuda = self.device.type == "cuda"
+        ranks_rng = None
+        if self.world > 1:  # every rank's dropout stream, so a resume is exact on each
+            ranks_rng = [None] * self.world
+            mine = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
+            dist.all_gather_object(ranks_rng, mine)
         return {
             "format": STATE_FORMAT,
             "config": self.fingerprint,
@@ -285,6 +337,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            "ranks_rng": ranks_rng,
             "curves": self.curves,
             "best": self.best.state_dict(),
             "norms": self.norms[:self.step].cpu(),
@@ -301,15 +354,19 @@ class _Run:
             warnings.warn(f"ignoring checkpoint {self.ctx.checkpoint_dir}/{LAST}.pt: it was "
                           "written by a run with a different config", TrainWarning, stacklevel=2)
             state = None
-        if state is None:
+        if saved is None or state is None:
             self.best.remove_stale()
             return
         assert saved is not None  # the state came from it
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        if state["cuda_rng"] is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        rng, cuda_rng = state["rng"], state["cuda_rng"]
+        ranks_rng = state.get("ranks_rng")
+        if self.world > 1 and ranks_rng is not None and len(ranks_rng) == self.world:
+            rng, cuda_rng = ranks_rng[self.rank]
+        torch.set_rng_state(rng)
+        if cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_rng, self.device)
         self.curves = {name: list(values) for name, values in state["curves"].items()}
         self.best.load_state_dict(state["best"])
         self.best.remove_stale()
