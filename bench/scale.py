@@ -374,6 +374,7 @@ class Fleet:
     all_ran: float | None  # seconds from launch until the last worker's first trial began
     ran: int               # workers (pids) that completed a trial
     rate: float            # trials/s, first start to last finish
+    steady: float | None   # trials/s once every worker runs, until the queue is empty
     ideal: float
     peak: int              # server connections to the study's database
     errors: str
@@ -449,16 +450,22 @@ def fleet(server: str, worker_server: str, via: str, workers: int, per_worker: i
     for r in complete:
         if r[4] is not None:
             first[r[4]] = min(first.get(r[4], r[2]), r[2])
-    all_ran = ((sorted(first.values())[workers - 1] - launched_at).total_seconds()
-               if len(first) >= workers else None)
+    everyone = sorted(first.values())[workers - 1] if len(first) >= workers else None
+    all_ran = (everyone - launched_at).total_seconds() if everyone else None
     span = (max(r[3] for r in complete) - min(r[2] for r in complete)).total_seconds() \
         if complete else float("nan")
+    steady = None
+    if everyone is not None:  # from then until the last trial was taken: all W at work
+        last = max(r[2] for r in complete)
+        window = (last - everyone).total_seconds()
+        if window >= 2:
+            steady = sum(1 for r in complete if everyone <= r[3] <= last) / window
     text = log.read_text()
     failed = sum(1 for r in rows if r[1] == "FAIL")
     errors = (f"exit {code}, {text.count('Traceback')} tracebacks, {failed} failed trials"
               if code or "Traceback" in text or failed else "none")
     return Fleet(workers, via, budget, all_ran, len(first), len(complete) / span if span else 0,
-                 workers / seconds, connections, errors, lost, duplicated, wall)
+                 steady, workers / seconds, connections, errors, lost, duplicated, wall)
 
 
 # --- output ----------------------------------------------------------------------------------
@@ -498,13 +505,15 @@ def goals(results: list[Reads]) -> list[str]:
 
 
 def fleets_table(results: list[Fleet]) -> str:
-    rows = [["workers", "storage", "budget", "all ran a trial after", "trials/s (ideal)",
-             "peak connections", "errors", "lost", "duplicated", "wall"]]
+    rows = [["workers", "storage", "budget", "all ran a trial after", "trials/s (of ideal)",
+             "once all ran", "peak connections", "errors", "lost", "duplicated", "wall"]]
     rows += [[str(f.workers), f.via, str(f.budget),
               f"{f.all_ran:.1f} s" if f.all_ran is not None
               else f"never: {f.ran} of {f.workers} ran one",
-              f"{f.rate:.1f} ({f.ideal:.0f}, {f.rate / f.ideal:.0%})", str(f.peak), f.errors,
-              str(f.lost), str(f.duplicated), f"{f.wall:.0f} s"] for f in results]
+              f"{f.rate:.1f} ({f.rate / f.ideal:.0%} of {f.ideal:.0f})",
+              f"{f.steady:.1f} ({f.steady / f.ideal:.0%})" if f.steady is not None else "-",
+              str(f.peak), f.errors, str(f.lost), str(f.duplicated), f"{f.wall:.0f} s"]
+             for f in results]
     return table(rows)
 
 
@@ -513,7 +522,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for the test suite")
     parser.add_argument("--sizes", type=int, nargs="*", help="study sizes (trials)")
     parser.add_argument("--workers", type=int, nargs="*", help="fleet sizes (workers)")
-    parser.add_argument("--per-worker", type=int, help="trials per worker in a fleet's budget")
+    parser.add_argument("--per-worker", type=int, help=(
+        "trials per worker in a fleet's budget (default: 3 with --quick, else 10 or W/4 if "
+        "more, so that work is left when the last of W workers has started)"))
     parser.add_argument("--trial-seconds", type=float, default=1.0)
     parser.add_argument("--pool", type=int, help="PgBouncer's server connections (default 8; "
                         "4 with --quick)")
@@ -523,7 +534,6 @@ def main() -> None:
                                                        else [1000, 10000, 100000])
     counts = args.workers if args.workers is not None else ([8] if args.quick
                                                             else [32, 64, 128])
-    per_worker = args.per_worker or (3 if args.quick else 10)
     pool = args.pool or (4 if args.quick else 8)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cluster = Cluster(settings={"max_connections": max([*counts, 0]) * 2 + 50})
@@ -549,6 +559,7 @@ def main() -> None:
                 print(f"- {line}")
         fleets = []
         for workers in counts:
+            per_worker = args.per_worker or (3 if args.quick else max(10, workers // 4))
             fleets.append(fleet(server, server, "PostgreSQL", workers, per_worker,
                                 args.trial_seconds, folder))
             print(f"  {workers} workers run", file=sys.stderr, flush=True)
@@ -563,8 +574,9 @@ def main() -> None:
                     bouncer.destroy()
                 print(f"  {workers} workers run through PgBouncer", file=sys.stderr, flush=True)
         if fleets:
-            print(f"\nfleets (hpo run --workers W, a {args.trial_seconds:g}-second objective, "
-                  f"{per_worker} trials per worker):")
+            print(f"\nfleets (hpo run --workers W, a {args.trial_seconds:g}-second objective; "
+                  "trials/s from the first start to the last finish, and while every worker "
+                  "was at work):")
             print(fleets_table(fleets))
     finally:
         cluster.destroy()
