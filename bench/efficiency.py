@@ -277,7 +277,7 @@ def main() -> int:
     baseline = statistics.median(o.steps for o in outcomes["random search"])
     baseline_mean = statistics.fmean(o.steps for o in outcomes["random search"])
     print()
-    print(f"{'strategy':22} {'reached':>7} {'median steps':>12} {'min-max steps':>17} "
+    print(f"{'strategy':23} {'reached':>7} {'median steps':>12} {'min-max steps':>17} "
           f"{'median trials':>13} {'median wall s':>13} {'random/this':>11} "
           f"{'mean steps':>10} {'random/this':>11}")
     for name, runs in outcomes.items():
@@ -287,7 +287,7 @@ def main() -> int:
         high = max(o.steps for o in runs)
         capped = "" if all(o.reached for o in runs) else ">"
         spread = f"{low}-{capped}{high}"
-        print(f"{name:22} {sum(o.reached for o in runs):>4}/{len(runs):<2} {steps:>12.0f} "
+        print(f"{name:23} {sum(o.reached for o in runs):>4}/{len(runs):<2} {steps:>12.0f} "
               f"{spread:>17} {statistics.median(o.trials for o in runs):>13.0f} "
               f"{statistics.median(o.seconds for o in runs):>13.1f} {baseline / steps:>10.2f}x "
               f"{mean:>10.0f} {baseline_mean / mean:>10.2f}x")
