@@ -326,7 +326,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     try:
         done = fleet.run(study)
     except FleetStopped as stopped:
-        finished, _ = progress(study, budget)
+        finished = stopped.done if stopped.done is not None else progress(study, budget)[0]
         print(f"hpo: stopped by {stopped}: {finished} of {budget} trials done, running trials "
               "handed back; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -52,6 +52,7 @@ class FleetStopped(HpoError):
     """The supervisor was asked to stop (SIGINT/SIGTERM)."""
 
     exit_code = 130
+    done: int | None = None  # slots done, as last seen before the stop
 
 
 def discover_gpus() -> dict[str, str]:
@@ -299,8 +300,11 @@ class Fleet:
             bar.n, postfix, bar.total = self._progress(study)
             bar.set_postfix_str(postfix, refresh=False)
             bar.refresh()
-        except FleetStopped:
+        except FleetStopped as stopped:
             self.stop()
+            # What the last poll saw: the database may be down, and reading it now would
+            # keep a stopped supervisor waiting for it.
+            stopped.done = shown.value[0]
             raise
         finally:
             shown.stop()

@@ -48,7 +48,8 @@ def status_text(definition: Study, study: optuna.Study, budget: int | None = Non
 
     running = sorted(queue.running(), key=lambda t: t.number)
     ages = queue.heartbeat_ages([queue.trial_id(t) for t in running])
-    stale = {t.number for t in dead_trials(queue)}
+    # A trial with no owner is named below as not hpo's, not as a dead worker's.
+    stale = {t.number for t in dead_trials(queue) if attrs.WORKER_PID in t.user_attrs}
     if running:
         rows = [["trial", "scientific value", "host", "gpu", "pid", "running for", "heartbeat"]]
         for t in running:

@@ -89,8 +89,14 @@ def expected_best(scores: list[float] | np.ndarray, n: int) -> float:
     total = len(s)
     if not 1 <= n <= total:
         raise ValueError(f"expected_best: n must be in 1..{total}, got {n}")
-    # Weight of the i-th best (0-based) being the subset's best: C(N-1-i, n-1) / C(N, n).
-    weights = np.array([math.comb(total - 1 - i, n - 1) for i in range(total)], dtype=float)
+    # Weight of the i-th best (0-based) being the subset's best: C(N-1-i, n-1) / C(N, n). The
+    # binomials overflow a float from about a thousand trials on (and cost a big integer each):
+    # their ratios, w(i+1)/w(i) = (N-n-i)/(N-1-i), are multiplied up in log space instead,
+    # relative to w(0), which is all the normalized sum below needs.
+    i = np.arange(total - 1)
+    with np.errstate(divide="ignore"):
+        steps = np.log(np.clip(total - n - i, 0, None)) - np.log(total - 1 - i)
+    weights = np.exp(np.concatenate(([0.0], np.cumsum(steps))))
     finite = np.isfinite(s)
     if not finite.any():
         return math.inf

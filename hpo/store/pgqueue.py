@@ -152,14 +152,14 @@ RETURNING trial_id
 
 # What hpo.tally counts, per scientific value (g = slot mod V), without loading a trial. A
 # trial's slot is its hpo_slots row (every design attempt hpo lays out or retries has one,
-# and no seed re-run does), else its slot attribute, else its number; a trial hpo_slots does
-# not know is a seed re-run if it has a seed_rerun_of attribute, chained to its retries by
-# failed_trial. A slot's, or a re-run chain's, final attempt is its latest trial; the others
-# were retried. Final attempts are counted by state and, for a FAIL, by the attributes that
-# say how it ended (:outcome_keys: its kind and message), design slots below the budget apart
-# from the others; with each group its first few FAIL trial numbers and its lowest slot.
-# With every row:
-# the best complete design trial of its value, the budget (as given, else the slots laid
+# and no seed re-run does), else its slot attribute, else (a seed re-run) its number; a trial
+# hpo_slots does not know is a seed re-run if it has a seed_rerun_of attribute, chained to its
+# retries by failed_trial, and no design trial at all if it has no slot attribute either. A
+# slot's, or a re-run chain's, final attempt is its latest trial; the others were retried.
+# Final attempts are counted by state and, for a FAIL, by the attributes that say how it
+# ended (:outcome_keys: its kind and message), design slots below the budget apart from the
+# others; with each group, its first few FAIL trial numbers and its lowest slot. With every
+# row: the best complete design trial of its value, the budget (as given, else the slots laid
 # out, else the design's), the slots laid out, the first start, and whether any trial has
 # finished. The attributes are looked up only for the few trials hpo_slots does not know.
 _COUNTS = """
@@ -181,6 +181,9 @@ WITH base AS MATERIALIZED (
                      WHERE f.trial_id = b.trial_id AND f.key = :failed_key), b.number)
                 ELSE COALESCE(b.slot, b.slot_attr, b.number) END AS chain
     FROM base b
+    -- A trial with no slot that is not a seed re-run was never laid out (enqueued by hand
+    -- or by another client): not the design's, and hpo refuses to run it.
+    WHERE b.rerun OR b.slot IS NOT NULL OR b.slot_attr IS NOT NULL
 ), ranked AS (
     SELECT c.*, ((c.slot % :v) + :v) % :v AS g, count(*) OVER w AS tries,
            row_number() OVER (w ORDER BY c.number DESC) AS nth

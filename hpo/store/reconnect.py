@@ -105,7 +105,10 @@ def retry_while_unreachable(call: Callable[[], T],
                             what, type(e).__name__, patience)
                 warned = True
             time.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            # Never back off longer than a quarter of the heartbeat grace: once the database
+            # is back, every worker must be beating again before another worker's reaper,
+            # back first, has watched a whole grace period go by.
+            delay = min(delay * 2, 15.0, max(0.5, env.heartbeat_grace() / 4))
             continue
         if warned:
             log.warning("%s is back; continuing", what.removeprefix("the "))

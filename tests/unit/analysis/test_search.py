@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -21,6 +22,19 @@ def test_expected_best_is_the_mean_best_over_every_subset_of_n():
         finite = [b for b in bests if math.isfinite(b)]
         assert expected_best(scores, n) == pytest.approx(float(np.mean(finite)))
     assert expected_best(scores, len(scores)) == min(scores)  # all of them: the best found
+
+
+def test_expected_best_of_thousands_of_trials_is_the_exact_weighted_mean():
+    # Beyond about a thousand trials the binomial weights no longer fit in a float.
+    rng = np.random.default_rng(5)
+    scores = [*rng.normal(size=2400), *[math.inf] * 300]
+    for n in (1, 7, 1350, 2699, 2700):
+        ordered = sorted(scores)
+        weights = [math.comb(len(ordered) - 1 - i, n - 1) for i in range(len(ordered))]
+        pairs = [(Fraction(x), w) for x, w in zip(ordered, weights, strict=True)
+                 if math.isfinite(x)]
+        exact = sum(x * w for x, w in pairs) / sum(w for _, w in pairs)
+        assert expected_best(scores, n) == pytest.approx(float(exact), rel=1e-12, abs=1e-12)
 
 
 def test_expected_best_of_only_failed_draws_is_inf():
