@@ -229,6 +229,14 @@ def audit(url: str, study_name: str, budget: int, *,
     result.lost = len(lost)
     if lost:
         result.notes.append(f"slots without a COMPLETE trial: {_ranges(lost)}")
+        attempts: dict[int, list[str]] = defaultdict(list)
+        for t in trials:
+            slot = t.user_attrs.get(SLOT)
+            if slot in lost[:5]:
+                why = t.user_attrs.get("error")
+                attempts[slot].append(f"#{t.number} {t.state}" + (f" ({why})" if why else ""))
+        for slot in lost[:5]:
+            result.notes.append(f"slot {slot}: {'; '.join(attempts[slot]) or 'no trial'}")
     doubled = {s: n for s, n in live.items() if len(n) > 1}
     result.duplicated = sum(len(n) - 1 for n in doubled.values())
     if doubled:
