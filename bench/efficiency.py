@@ -22,9 +22,16 @@ the steps it ran), and the wall time of the same. A run that does not get there 
 * ``hpo explore``: hpo's explore design (balanced, paired scrambled Halton), no pruner: it
   separates the design's effect from the pruner's;
 * ``hpo explore + ASHA``: the same design with the Study's ``pruner=`` set to Optuna's
-  SuccessiveHalvingPruner (min resource ``EVAL_EVERY`` steps, reduction factor 3);
+  SuccessiveHalvingPruner (min resource ``EVAL_EVERY`` steps, reduction factor 3), which the
+  Study applies within each optimizer (``hpo.PerValuePruner``: a trial competes only with
+  trials of its own optimizer);
 * ``hpo exploit + ASHA``: ``phase="exploit"``: the first 10 trials of each optimizer come from
-  the explore design, then TPE within each optimizer; same pruner.
+  the explore design, then TPE within each optimizer; same pruner;
+* ``optuna tpe + hyperband``: the peer a user would pick: Optuna's TPESampler over the joint
+  space with its HyperbandPruner (min resource ``EVAL_EVERY``, max resource the full run,
+  reduction factor 3), comparing every trial with every other;
+* ``hpo exploit + hyperband``: hpo's exploit phase with ``hpo.HyperbandPruner``, the same
+  settings, per optimizer.
 
 Each strategy runs with ``--seeds`` sampler seeds (different scrambles / random streams and
 training seeds). The hpo strategies use hpo's own sampler, ``build_config`` and the Study's
@@ -50,6 +57,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's hpo
 
+import hpo
 from hpo import Study, load_study_file
 from hpo.design import np_seed
 from hpo.sampling import PlaybookSampler
@@ -194,15 +202,25 @@ def asha() -> optuna.pruners.BasePruner:
     return optuna.pruners.SuccessiveHalvingPruner(min_resource=EVAL_EVERY, reduction_factor=3)
 
 
-def strategies(seed: int) -> dict[str, tuple[optuna.Study, Callable, bool]]:
+def hyperband(max_steps: int, fair: bool) -> optuna.pruners.BasePruner:
+    kind = hpo.HyperbandPruner if fair else optuna.pruners.HyperbandPruner
+    return kind(min_resource=EVAL_EVERY, max_resource=max_steps, reduction_factor=3)
+
+
+def strategies(seed: int, max_steps: int) -> dict[str, tuple[optuna.Study, Callable, bool]]:
     """Name -> (in-memory study, configure(trial) -> config, prune?)."""
     out = {"random search": (optuna.create_study(
         sampler=optuna.samplers.RandomSampler(seed=seed)), joint_space, False),
            "random search + ASHA": (optuna.create_study(
-               sampler=optuna.samplers.RandomSampler(seed=seed), pruner=asha()), joint_space, True)}
+               sampler=optuna.samplers.RandomSampler(seed=seed), pruner=asha()), joint_space, True),
+           "optuna tpe + hyperband": (optuna.create_study(
+               sampler=optuna.samplers.TPESampler(seed=seed),
+               pruner=hyperband(max_steps, fair=False)), joint_space, True)}
     for name, phase, pruner in (("hpo explore", "explore", None),
                                 ("hpo explore + ASHA", "explore", asha()),
-                                ("hpo exploit + ASHA", "exploit", asha())):
+                                ("hpo exploit + ASHA", "exploit", asha()),
+                                ("hpo exploit + hyperband", "exploit",
+                                 hyperband(max_steps, fair=True))):
         study_def = definition(phase, seed, pruner)
         study = optuna.create_study(
             sampler=PlaybookSampler(study_def.space, phase=phase, seed=seed),
@@ -249,7 +267,7 @@ def main() -> int:
 
     outcomes: dict[str, list[Outcome]] = {}
     for seed in range(args.seeds):
-        for name, (study, configure, prune) in strategies(seed).items():
+        for name, (study, configure, prune) in strategies(seed, max_steps).items():
             outcome = search(study, configure, prune, data, target, seed, max_steps, max_trials)
             outcomes.setdefault(name, []).append(outcome)
             print(f"  seed {seed} {name:20} {outcome.trials:4} trials {outcome.steps:7} steps "
@@ -259,7 +277,7 @@ def main() -> int:
     baseline = statistics.median(o.steps for o in outcomes["random search"])
     baseline_mean = statistics.fmean(o.steps for o in outcomes["random search"])
     print()
-    print(f"{'strategy':22} {'reached':>7} {'median steps':>12} {'min-max steps':>17} "
+    print(f"{'strategy':23} {'reached':>7} {'median steps':>12} {'min-max steps':>17} "
           f"{'median trials':>13} {'median wall s':>13} {'random/this':>11} "
           f"{'mean steps':>10} {'random/this':>11}")
     for name, runs in outcomes.items():
@@ -269,7 +287,7 @@ def main() -> int:
         high = max(o.steps for o in runs)
         capped = "" if all(o.reached for o in runs) else ">"
         spread = f"{low}-{capped}{high}"
-        print(f"{name:22} {sum(o.reached for o in runs):>4}/{len(runs):<2} {steps:>12.0f} "
+        print(f"{name:23} {sum(o.reached for o in runs):>4}/{len(runs):<2} {steps:>12.0f} "
               f"{spread:>17} {statistics.median(o.trials for o in runs):>13.0f} "
               f"{statistics.median(o.seconds for o in runs):>13.1f} {baseline / steps:>10.2f}x "
               f"{mean:>10.0f} {baseline_mean / mean:>10.2f}x")
@@ -278,6 +296,14 @@ def main() -> int:
     ratio = baseline / statistics.median(o.steps for o in outcomes[best_name])
     print(f"goal >= 3x less compute than random search without pruning (medians): best hpo "
           f"strategy {best_name} {ratio:.2f}x -> {'met' if ratio >= 3 else 'NOT met'}")
+    peer = statistics.median(o.steps for o in outcomes["optuna tpe + hyperband"])
+    pruned = {n: statistics.median(o.steps for o in outcomes[n])
+              for n in ("hpo exploit + ASHA", "hpo exploit + hyperband")}
+    best_pruned = min(pruned, key=pruned.__getitem__)
+    print(f"goal hpo exploit + pruning reaches the target with no more compute than optuna tpe "
+          f"+ hyperband (medians): {best_pruned} {pruned[best_pruned]:.0f} steps vs "
+          f"{peer:.0f} ({peer / pruned[best_pruned]:.2f}x) -> "
+          f"{'met' if pruned[best_pruned] <= peer else 'NOT met'}")
     print(f"total time {time.monotonic() - started:.0f}s")
     return 0
 

@@ -6,6 +6,12 @@ The public API is exactly what ``__all__`` lists.
 from hpo.api import StudyResults, ValueResult, load, run
 from hpo.context import Checkpoint, Config, Context
 from hpo.errors import HpoError
+from hpo.pruners import (
+    HyperbandPruner,
+    MedianPruner,
+    PerValuePruner,
+    SuccessiveHalvingPruner,
+)
 from hpo.seeding import seed_everything
 from hpo.space import (
     SpaceError,
@@ -27,6 +33,9 @@ __all__ = [
     "Config",
     "Context",
     "HpoError",
+    "HyperbandPruner",
+    "MedianPruner",
+    "PerValuePruner",
     "SpaceError",
     "SpaceWarning",
     "Study",
@@ -34,6 +43,7 @@ __all__ = [
     "StudyMismatchError",
     "StudyResults",
     "ValueResult",
+    "SuccessiveHalvingPruner",
     "choice",
     "fixed",
     "integer",

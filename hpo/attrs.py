@@ -62,3 +62,6 @@ STUDY_DESIGN_FINGERPRINT = "design_fingerprint"
 # has its whole design recorded.
 STUDY_FINGERPRINT = "space_fingerprint"
 STUDY_UID = "hpo_study_uid"      # created with the stored study: whose checkpoints are whose
+# hpo run --until-decided's state (hpo.decide): max trials, looks, round, stopped. While it is
+# on a study, the controller chooses which design slots exist; workers take what it lays out.
+STUDY_UNTIL_DECIDED = "until_decided"

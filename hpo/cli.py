@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
     from hpo.study import Study
 
+if TYPE_CHECKING:
+    import optuna
+
+    from hpo.study import Study
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 PROCS_ENV = "HPO_PROCS_PER_TRIAL"
 
@@ -99,11 +104,21 @@ def _parser() -> argparse.ArgumentParser:
             "(gloo on CPU, NCCL on GPUs); only rank 0 reports (default: 1, or "
             "--gpus-per-trial; $HPO_PROCS_PER_TRIAL)"))
 
+    def until_decided(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--until-decided", action="store_true", help=(
+            "run in rounds: after each, look at the verdict and add trials only to the "
+            "scientific values still in contention (and seed re-runs of their best trials); "
+            "stop when a winner is decided or --max-trials are spent (see hpo.decide)"))
+        p.add_argument("--max-trials", type=_positive_int, metavar="N", help=(
+            "with --until-decided: design trials to spend at most, all values together "
+            "(default: the study's trials_per_value x its number of scientific values)"))
+
     run = sub.add_parser("run", help="run a study with several worker processes on this machine")
     common(run)
     run.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                      help="worker processes to start (default: 1)")
     procs_per_trial(run)
+    until_decided(run)
 
     workers = sub.add_parser("workers", help="one supervised worker per GPU on this machine")
     common(workers)
@@ -116,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         "GPUs per worker, and so per trial (K must divide the GPU count); each trial runs "
         "in K processes with torch.distributed, one per GPU (default: 1)"))
     procs_per_trial(workers)
+    until_decided(workers)
 
     worker = sub.add_parser("worker", help="run one worker process until the budget is met")
     common(worker)
@@ -280,9 +296,24 @@ def _run(args: argparse.Namespace, url: str) -> int:
     members = seats(getattr(args, "gpus", None), args.workers,  # bad --gpus: exit 2 here
                     gpus_per_trial=getattr(args, "gpus_per_trial", None),
                     procs_per_trial=args.procs_per_trial)
+    if args.max_trials is not None and not args.until_decided:
+        return _usage("--max-trials goes with --until-decided; for a fixed budget use --trials")
+    if args.until_decided:
+        if args.trials is not None:
+            return _usage("--until-decided spends up to --max-trials design trials; --trials "
+                          "is the fixed budget of a run that is not until decided")
+        from hpo.decide import run_until_decided
+
+        check_checkpoint_root()
+        options = ["--max-errors", str(args.max_errors)]
+        if args.trial_timeout:
+            options += ["--trial-timeout", repr(args.trial_timeout)]
+        return run_until_decided(definition, url, str(args.study_file), members,
+                                 args.max_trials, options)
     budget = args.trials or definition.budget
     check_checkpoint_root()  # before anything is written: every worker would fail on it
-    study, _ = open_study(definition, url, budget=budget)
+    study, queue = open_study(definition, url, budget=budget)
+    _refuse_until_decided(definition, study, args.study_file)
     timeout = args.trial_timeout or definition.trial_timeout
     print(f"hpo: study {definition.name!r} in {redact(url)}: {budget} trials, "
           f"{len(members)} worker(s) ({', '.join(m.label for m in members)}), "
@@ -295,13 +326,13 @@ def _run(args: argparse.Namespace, url: str) -> int:
     try:
         done = fleet.run(study)
     except FleetStopped as stopped:
-        finished, _ = progress(study, budget)
+        finished = stopped.done if stopped.done is not None else progress(study, budget)[0]
         print(f"hpo: stopped by {stopped}: {finished} of {budget} trials done, running trials "
               "handed back; run the same command again to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     print(summary_table(definition, study))
     if fleet.failing:
-        reason = fail_fast_reason(definition, study.get_trials(deepcopy=False),
+        reason = fail_fast_reason(definition, queue.all_trials(),
                                   args.max_errors, str(args.study_file))
         print(f"hpo: error: {reason or 'the study is failing; see the errors above'}",
               file=sys.stderr)
@@ -319,19 +350,33 @@ def _failed_slots_exit(definition: Study, study: optuna.Study, budget: int,
     """Exit 1, saying how many slots failed and how to retry them, if any did; else 0.
 
     Infeasible slots (diverged, oom) are results: they do not make a run fail."""
+    from hpo.store.queue import queue_for
     from hpo.tables import by_kind_text
-    from hpo.tally import failed_slots, tally
 
-    values = tally(definition, study.get_trials(deepcopy=False))
-    failed = failed_slots(values, budget)
+    # Counted, never read trial by trial: every unsupervised worker ends here.
+    failed = queue_for(study).counts(definition, budget).failed_by(RETRYABLE, in_budget=True)
     if not failed:
         return EXIT_OK
-    shown = by_kind_text([s.final for s in failed], RETRYABLE)
+    shown = by_kind_text(failed, RETRYABLE)
     storage = f" --storage {redact(args.storage)}" if args.storage else ""
-    print(f"hpo: error: {len(failed)} of {budget} slots failed: {shown}; see why with hpo "
+    print(f"hpo: error: {sum(f.count for f in failed)} of {budget} slots failed: {shown}; "
+          "see why with hpo "
           f"status or hpo report, fix the cause, then: hpo retry {args.study_file}{storage} "
           "and run the same command again", file=sys.stderr)
     return EXIT_FAILURE
+
+
+def _refuse_until_decided(definition: Study, study: optuna.Study, study_file: Path) -> None:
+    """A study run --until-decided holds the slots its verdict chose, with gaps, and
+    open_study left its layout alone: a fixed budget on it would mean something else."""
+    from hpo import attrs
+    from hpo.decide import UntilDecidedError
+
+    if attrs.STUDY_UNTIL_DECIDED in study.user_attrs:
+        raise UntilDecidedError(
+            f"study {definition.name!r} was run with --until-decided (its trials follow the "
+            f"verdict); continue it with hpo run {study_file} --until-decided, or bump the "
+            "study's name for a fixed budget")
 
 
 def _status(args: argparse.Namespace, url: str) -> int:

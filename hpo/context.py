@@ -414,10 +414,16 @@ class Context:
             with open(partial, "wb") as handle:
                 torch.save({"step": int(step), "state": state}, handle)
             os.replace(partial, final)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:
+            # torch's zip writer turns a failed write (a full disk) into a RuntimeError
+            # ("unexpected pos ..."), even through a file of ours: ask the folder itself,
+            # before the partial file's space is given back.
+            cause = e if isinstance(e, OSError) else _write_problem(folder)
             with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
-            raise CheckpointIOError(final, e) from e
+            if cause is None:
+                raise
+            raise CheckpointIOError(final, cause) from e
         return final
 
     def load_checkpoint(self, *, name: str = "last", map_location: Any = None) -> Checkpoint | None:
@@ -468,6 +474,22 @@ class Context:
         """
         folder = self.checkpoint_dir
         return sorted(p.stem for p in folder.glob("*.pt")) if folder.is_dir() else []
+
+
+def _write_problem(folder: Path) -> OSError | None:
+    """Why ``folder`` cannot take a write now (full, read-only...), or None if it can."""
+    probe = folder / f".hpo-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(b"\0" * 65536)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as e:
+        return e
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return None
 
 
 def default_checkpoint_root() -> Path:

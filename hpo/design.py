@@ -22,6 +22,7 @@ analysis all read the design from here, so they cannot disagree about it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,14 +91,41 @@ class Design:
         """The k-th point of the study's scrambled Halton sequence, in [0, 1)^D."""
         return _halton_point(self.dims, self.seed, k) if self.dims else ()
 
-    def explore_params(self, slot: int) -> dict[str, Any]:
-        """Every active hyperparameter's value for a slot in the explore design."""
+    def nuisance_points(self, ks: Iterable[int]) -> dict[int, tuple[float, ...]]:
+        """Points k for many k at once, the same numbers as :meth:`nuisance_point` gives one
+        by one: one vectorized draw per run of consecutive k. Point by point costs about a
+        millisecond each, which makes laying out a 100,000-slot budget take minutes."""
+        wanted = sorted(set(ks))
+        if not self.dims:
+            return dict.fromkeys(wanted, ())
+        points: dict[int, tuple[float, ...]] = {}
+        start = 0
+        for i in range(1, len(wanted) + 1):
+            if i == len(wanted) or wanted[i] != wanted[i - 1] + 1:
+                first, count = wanted[start], i - start
+                draw = _halton(self.dims, self.seed).fast_forward(first).random(count)
+                points.update(zip(range(first, first + count), map(tuple, draw.tolist()),
+                                  strict=True))
+                start = i
+        return points
+
+    def explore_params(self, slot: int,
+                       point: tuple[float, ...] | None = None) -> dict[str, Any]:
+        """Every active hyperparameter's value for a slot in the explore design (``point``:
+        its nuisance point, if already drawn with :meth:`nuisance_points`)."""
         group = self.group_index(slot)
         value = self.values[group]
         active = self.space.active_nuisance(value)
-        point = dict(zip(self.coordinates[group], self.nuisance_point(self.pair_index(slot)),
-                         strict=False))  # a value with fewer nuisance names uses a prefix
-        return {**value, **{n: active[n].from_unit(u) for n, u in point.items()}}
+        if point is None:
+            point = self.nuisance_point(self.pair_index(slot))
+        # A value with fewer nuisance names uses a prefix of the point.
+        named = dict(zip(self.coordinates[group], point, strict=False))
+        return {**value, **{n: active[n].from_unit(u) for n, u in named.items()}}
+
+    def explore_params_many(self, slots: Sequence[int]) -> list[dict[str, Any]]:
+        """:meth:`explore_params` for many slots, their points drawn together."""
+        points = self.nuisance_points(self.pair_index(s) for s in slots)
+        return [self.explore_params(s, points[self.pair_index(s)]) for s in slots]
 
     def distributions(self, slot: int) -> dict[str, BaseDistribution]:
         """The Optuna distributions of the hyperparameters active in the slot's value."""

@@ -52,6 +52,7 @@ class FleetStopped(HpoError):
     """The supervisor was asked to stop (SIGINT/SIGTERM)."""
 
     exit_code = 130
+    done: int | None = None  # slots done, as last seen before the stop
 
 
 def discover_gpus() -> dict[str, str]:
@@ -276,9 +277,11 @@ class Fleet:
             raise FleetStopped(signal.Signals(signum).name)
 
         previous = {s: signal.signal(s, stop_on) for s in (signal.SIGINT, signal.SIGTERM)}
-        bar = tqdm(total=self._budget, unit="trial", desc="trials", file=sys.stderr,
+        # The total grows as an --until-decided controller lays out its rounds.
+        total = progress(study, self._budget)[1]
+        bar = tqdm(total=total, unit="trial", desc="trials", file=sys.stderr,
                    dynamic_ncols=True, mininterval=1.0)
-        shown = _Polled(lambda: self._progress(study), initial=(0, ""))
+        shown = _Polled(lambda: self._progress(study), initial=(0, "", total))
         try:
             while not all(s.finished or s.gave_up for s in self.seats):
                 now = time.monotonic()
@@ -289,27 +292,33 @@ class Fleet:
                     # trials handed back, rather than let each find out after its trial.
                     self.stop()
                     break
-                bar.n, postfix = shown.value
+                bar.n, postfix, bar.total = shown.value
                 bar.set_postfix_str(postfix, refresh=False)
                 bar.refresh()
                 time.sleep(0.5)
             # The workers are done: the last word is read now, not from the last poll.
-            bar.n, postfix = self._progress(study)
+            bar.n, postfix, bar.total = self._progress(study)
             bar.set_postfix_str(postfix, refresh=False)
             bar.refresh()
-        except FleetStopped:
+        except FleetStopped as stopped:
             self.stop()
+            # What the last poll saw: the database may be down, and reading it now would
+            # keep a stopped supervisor waiting for it.
+            stopped.done = shown.value[0]
             raise
         finally:
             shown.stop()
             bar.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
-        return not self.failing and progress(study, self._budget)[0] >= self._budget
+        done, total = progress(study, self._budget)
+        return not self.failing and done >= total
 
-    def _progress(self, study: optuna.Study) -> tuple[int, str]:
+    def _progress(self, study: optuna.Study) -> tuple[int, str, int]:
         """Slots done, and how they ended with the best value so far, for the bar: one
-        aggregate read on PostgreSQL (TrialQueue.outcomes), however large the study."""
+        aggregate read on PostgreSQL (TrialQueue.outcomes), however large the study; and the
+        total (the slots an --until-decided controller has laid out so far)."""
+        from hpo.store.budget import planned_budget, until_decided
         from hpo.store.queue import queue_for
 
         outcomes = queue_for(study).outcomes(self._budget)
@@ -320,7 +329,8 @@ class Fleet:
             best = outcomes.low if self._definition.direction == "minimize" else outcomes.high
             if best is not None:
                 text += f", best {self._definition.metric} {best:.4g}"
-        return c.finished, text
+        total = self._budget if until_decided(study) is None else planned_budget(study)
+        return c.finished, text, total
 
     def stop(self, timeout: float = STOP_SECONDS) -> None:
         """Ask every worker to hand its trial back and exit; kill what is left after timeout."""

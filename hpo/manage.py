@@ -62,7 +62,7 @@ def retry_failed(definition: Study, url: str, kinds: set[str]) -> list[Retried]:
                          f"{', '.join(failures.RETRYABLE)}, all (infeasible trials are results)")
     study = load_stored_study(definition, url)
     with _guarded(url, definition.name):
-        values = tally(definition, study.get_trials(deepcopy=False))
+        values = tally(definition, queue_for(study).all_trials())
         todo = [(s.final, False) for v in values for s in v.slots
                 if failures.kind_of(s.final) in kinds]
         todo += [(t, True) for v in values for t in v.reruns if failures.kind_of(t) in kinds]
@@ -115,6 +115,7 @@ def studies_table(url: str) -> str:
     """One row per study in the storage: phase, metric, slots done, counts by kind."""
     import optuna
 
+    from hpo.store.queue import queue_for
     from hpo.tables import render_table
     from hpo.tally import Counts, design_slots
 
@@ -127,7 +128,7 @@ def studies_table(url: str) -> str:
              "error", "timeout", "infrastructure", "running", "retried"]]
     for summary in summaries:
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        slots = design_slots(study.get_trials(deepcopy=False))
+        slots = design_slots(queue_for(study).all_trials())
         c = Counts.of(s.final for s in slots)
         metric = summary.user_attrs.get(attrs.STUDY_METRIC, "?")
         direction = summary.directions[0].name.lower() if len(summary.directions) == 1 else "-"

@@ -22,7 +22,9 @@ def collect(study_file: str | Path | None = None) -> dict[str, Any]:
         # $HPO_HOST names a machine whose hostname is not stable (containers).
         attrs.HOST: env.host(),
         attrs.WORKER_PID: os.getpid(),
-        attrs.WORKER_STARTED: process_started(os.getpid()),
+        # /proc/self, not /proc/<getpid()>: in a PID namespace whose /proc is the host's,
+        # getpid() is the namespace's number, which names another process in that /proc.
+        attrs.WORKER_STARTED: process_started("self"),
         attrs.CUDA_VISIBLE_DEVICES: os.environ.get("CUDA_VISIBLE_DEVICES", "(unset)"),
         attrs.GPU: env.raw("HPO_GPU_NAME") or _gpu_name(),
         "python": platform.python_version(),
@@ -39,7 +41,7 @@ def collect(study_file: str | Path | None = None) -> dict[str, Any]:
     return info
 
 
-def process_started(pid: int) -> int | None:
+def process_started(pid: int | str) -> int | None:
     """When a process started, in clock ticks since boot (/proc/PID/stat), or None where
     there is no /proc or no such process. With the pid, it names one process: a pid is
     reused, a (pid, start time) pair is not; and it reads the same inside a PID namespace."""

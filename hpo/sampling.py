@@ -73,6 +73,20 @@ class PlaybookSampler(BaseSampler):
         params = self.design.explore_params(slot)
         return params, {n: self._space.distribution(n).to_optuna() for n in params}
 
+    def planned_many(self, slots: Sequence[int]
+                     ) -> list[tuple[dict[str, Any], dict[str, BaseDistribution]] | None]:
+        """:meth:`planned` for many slots (a budget's layout), their points drawn together."""
+        if self._phase == "exploit":
+            return [None] * len(slots)
+        dists: dict[str, BaseDistribution] = {}  # one object per hyperparameter, shared
+        out: list[tuple[dict[str, Any], dict[str, BaseDistribution]] | None] = []
+        for params in self.design.explore_params_many(slots):
+            for n in params:
+                if n not in dists:
+                    dists[n] = self._space.distribution(n).to_optuna()
+            out.append((params, {n: dists[n] for n in params}))
+        return out
+
     def point(self, study: OptunaStudy, trial: FrozenTrial) -> tuple[dict[str, Any], dict]:
         """Every parameter of a trial that has none yet, and their distributions: what
         Optuna's Trial would ask for one by one, in its order (fixed, relative, independent).

@@ -79,8 +79,12 @@ class Study:
         seed: Seeds the quasi-random sequence and the trials' seeds; the k-th trial of every
             scientific value gets the same nuisance point and the same ``ctx.seed``. Another
             seed gives another design, to measure study-to-study variance.
-        pruner: An Optuna pruner (e.g. ``optuna.pruners.MedianPruner()``) that
-            [`Context.report`][hpo.Context.report] consults; None: no pruning.
+        pruner: A pruner that [`Context.report`][hpo.Context.report] consults; None: no
+            pruning. It compares a trial only with trials of its own scientific value:
+            [`hpo.MedianPruner`][hpo.MedianPruner],
+            [`hpo.SuccessiveHalvingPruner`][hpo.SuccessiveHalvingPruner],
+            [`hpo.HyperbandPruner`][hpo.HyperbandPruner], or any Optuna pruner, which is
+            wrapped in [`hpo.PerValuePruner`][hpo.PerValuePruner] to the same effect.
         trial_timeout: Seconds a trial may run; a trial past it is stopped and recorded as
             failed with kind ``timeout`` (not infeasible), and ``hpo retry`` can queue it
             again. ``--trial-timeout`` on ``hpo run``/``workers``/``worker`` wins over it.
@@ -156,6 +160,13 @@ class Study:
         self.trials_per_value = trials_per_value
         self.phase = phase
         self.seed = seed
+        if pruner is not None:
+            from hpo.pruners import UnfairPruner, per_value
+
+            try:
+                pruner = per_value(pruner, self.space)  # fair: within each scientific value
+            except UnfairPruner as e:
+                raise SpaceError(f"Study pruner: {e}") from None
         self.pruner = pruner
         self.trial_timeout = None if trial_timeout is None else float(trial_timeout)
         # Everything written to storage is checked now, so a worker never writes half a

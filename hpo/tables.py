@@ -10,10 +10,10 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from hpo import failures
+from hpo.counts import FIRST
 
 if TYPE_CHECKING:
-    from optuna.trial import FrozenTrial
-
+    from hpo.counts import Failed, ValueCounts
     from hpo.tally import ValueTally
 
 # Design slots by their final attempt, then the attempts retried, then the seed re-runs
@@ -22,42 +22,44 @@ if TYPE_CHECKING:
 # infrastructure: to fix and retry); kinds_line() breaks both down.
 COUNT_COLUMNS = ("finished", "complete", "pruned", "infeasible", "failed", "running", "waiting",
                  "retried", "seed re-runs")
-SHOWN_NUMBERS = 8  # trial numbers listed per failure kind before "..."
+SHOWN_NUMBERS = FIRST  # trial numbers listed per failure kind before "..."
 
 
-def count_cells(value: ValueTally) -> list[str]:
+def count_cells(value: ValueTally | ValueCounts) -> list[str]:
     c, r = value.counts, value.rerun_counts
     return [str(n) for n in (c.finished, c.complete, c.pruned, c.infeasible, c.failed,
                              c.running, c.waiting, value.retried)] + [f"{r.finished}/{r.total}"]
 
 
-def kinds_line(values: Iterable[ValueTally]) -> str | None:
-    """The design slots that ended FAIL, by kind, in one line (None if there are none):
-    "infeasible: 2 diverged; failed: 1 error (#3), 1 timeout (#7)". The failed ones list
-    their trial numbers: those are the ones to look at, and ``hpo retry`` queues again."""
-    finals = [s.final for v in values for s in v.slots if failures.kind_of(s.final)]
+def kinds_line(failed: Iterable[Failed]) -> str | None:
+    """The design slots that ended FAIL (:attr:`hpo.counts.StudyCounts.failed`), by kind, in
+    one line (None if there are none): "infeasible: 2 diverged; failed: 1 error (#3), 1
+    timeout (#7)". The failed ones list their trial numbers: those are the ones to look at,
+    and ``hpo retry`` queues again."""
+    failed = list(failed)
     parts = [f"{label}: {text}" for label, kinds, numbered in (
         ("infeasible", failures.INFEASIBLE, False), ("failed", failures.RETRYABLE, True))
-        if (text := by_kind_text(finals, kinds, numbered=numbered))]
+        if (text := by_kind_text(failed, kinds, numbered=numbered))]
     return "; ".join(parts) or None
 
 
-def by_kind_text(trials: Iterable[FrozenTrial], kinds: Sequence[str], *,
+def by_kind_text(failed: Iterable[Failed], kinds: Sequence[str], *,
                  numbered: bool = True) -> str:
-    """"2 error (#3, #5), 1 timeout (#7)": the trials of these failure kinds, counted."""
-    by_kind: dict[str, list[int]] = {}
-    for t in sorted(trials, key=lambda t: t.number):
-        by_kind.setdefault(str(failures.kind_of(t)), []).append(t.number)
+    """"2 error (#3, #5), 1 timeout (#7)": the failed slots of these kinds, counted."""
+    count: dict[str, int] = {}
+    numbers: dict[str, list[int]] = {}
+    for f in failed:
+        count[f.kind] = count.get(f.kind, 0) + f.count
+        numbers.setdefault(f.kind, []).extend(f.first)
     shown = []
     for kind in kinds:
-        numbers = by_kind.get(kind, [])
-        if not numbers:
+        if not count.get(kind):
             continue
         listed = ""
         if numbered:
-            listed = ", ".join(f"#{n}" for n in numbers[:SHOWN_NUMBERS])
-            listed = f" ({listed}{', ...' if len(numbers) > SHOWN_NUMBERS else ''})"
-        shown.append(f"{len(numbers)} {kind}{listed}")
+            listed = ", ".join(f"#{n}" for n in sorted(numbers[kind])[:SHOWN_NUMBERS])
+            listed = f" ({listed}{', ...' if count[kind] > SHOWN_NUMBERS else ''})"
+        shown.append(f"{count[kind]} {kind}{listed}")
     return ", ".join(shown)
 
 

@@ -86,7 +86,7 @@ def run_worker(
     from hpo import env
     from hpo.provenance import collect
     from hpo.store import open_study
-    from hpo.store.budget import finished
+    from hpo.store.budget import design_bound, finished
     from hpo.store.leases import Reaper
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -94,6 +94,7 @@ def run_worker(
     total = definition.budget if budget is None else budget
     check_checkpoint_root()  # a folder no trial could checkpoint in: exit 2, nothing written
     study, queue = open_study(definition, url, budget=total)
+    total = design_bound(study, total)  # a study run --until-decided: what its controller laid
     provenance = collect(study_file)
     timeout = definition.trial_timeout if trial_timeout is None else trial_timeout
     fail_fast = FailFast(definition, queue, total, max_errors, study_file)
@@ -168,8 +169,8 @@ class FailFast:
         if counts.finished > counts.error:
             self._armed = False  # the objective has worked (or failed otherwise): never again
         elif counts.error >= self._max:
-            reason = fail_fast_reason(self._definition, self._queue.study.get_trials(
-                deepcopy=False), self._max, self._study_file)
+            reason = fail_fast_reason(self._definition, self._queue.all_trials(), self._max,
+                                      self._study_file)
             if reason is not None:
                 raise StudyFailing(reason)
 

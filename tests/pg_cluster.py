@@ -30,7 +30,12 @@ def _free_port() -> int:
 
 
 class Cluster:
-    def __init__(self) -> None:
+    """``settings``: server settings for the command line (``{"max_connections": 300}`` for
+    a benchmark with more workers than the default 100 connections allow), also as keyword
+    arguments (``Cluster(max_connections=4)``)."""
+
+    def __init__(self, settings: dict[str, object] | None = None, **more: object) -> None:
+        self.settings = {**(settings or {}), **more}
         self.dir = Path(tempfile.mkdtemp(prefix="hpo-pg-"))
         self.data = self.dir / "data"
         self.port = _free_port()
@@ -48,6 +53,7 @@ class Cluster:
 
     def _ctl(self, *args: str) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options += "".join(f" -c {key}={value}" for key, value in self.settings.items())
         self._run(_bin("pg_ctl"), "-D", str(self.data), "-o", options,
                   "-l", str(self.dir / "log"), "-w", *args)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hpo import attrs
 from hpo.analysis.boundaries import BoundaryWarning, boundary_warnings
 from hpo.analysis.curves_diagnostics import CurveDiagnosis, curve_diagnostics
 from hpo.analysis.enough import EnoughTrials, answer_could_change, enough_trials
@@ -52,6 +53,12 @@ def analyze(definition: Study, study: optuna.Study, *,
         enough=enough,
         enough_sentence=answer_could_change(results, enough, points),
         curves=curve_diagnostics(results),
-        verdict=verdict(results, study_file=study_file),
+        # A run --until-decided looked several times: its report's margins allow for them.
+        verdict=verdict(results, study_file=study_file, looks=_looks(study)),
         failures=failure_groups(results.tallies),
     )
+
+
+def _looks(study: optuna.Study) -> int:
+    state = study.user_attrs.get(attrs.STUDY_UNTIL_DECIDED)
+    return int(state.get("looks", 1)) if isinstance(state, dict) else 1

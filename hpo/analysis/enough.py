@@ -1,9 +1,11 @@
-"""Enough trials? The expected best result against the number of trials, by bootstrap.
+"""Enough trials? The expected best result against the number of trials.
 
 The playbook asks whether a study sampled enough points: count the trials in the "good"
 region, and look at how the best result depends on the budget. For N from 1 to the trials
-run, the best of N trials drawn with replacement from a scientific value's trials estimates
-what a study of N trials would have found. If going from N/2 to N trials still improved the
+run, the expected best of N of a scientific value's trials (Tang et al.'s unbiased estimator,
+the mean best over every subset of N, as the verdict's search uncertainty uses it) estimates
+what a study of N trials would have found; a bootstrap (N drawn with replacement) gives its
+90% band. If going from N/2 to N trials still improved the
 expected best by more than the gap between scientific values, more trials could change the
 answer.
 """
@@ -17,6 +19,7 @@ import numpy as np
 
 from hpo.analysis._bootstrap import best_of_n
 from hpo.analysis.isolation import draw_scores
+from hpo.analysis.search import expected_best
 
 if TYPE_CHECKING:
     from hpo.analysis.isolation import IsolationPoint
@@ -79,8 +82,10 @@ def enough_trials(results: Results) -> list[EnoughTrials]:
         for size in _sizes(n):
             stats = best_of_n(scores, size, seed=i)
             if stats is not None and stats.feasible > 0:
-                curve.append(CurvePoint(size, results.score(stats.mean), results.score(stats.low),
-                                        results.score(stats.high)))
+                # The expected best is exact (Tang et al.'s unbiased estimator, the one the
+                # verdict's search uncertainty uses); the bootstrap gives the 90% band.
+                curve.append(CurvePoint(size, results.score(expected_best(scores, size)),
+                                        results.score(stats.low), results.score(stats.high)))
         complete = sorted(results.score(t.value) for t in group.complete if t.value is not None)
         good = sum(s <= complete[0] + GOOD * spread for s in complete) if complete else 0
         gain = None

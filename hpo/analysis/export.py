@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpo import failures
 from hpo.analysis.results import RERUN_ATTR
+from hpo.store.queue import queue_for
 from hpo.tally import design_slots
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def trial_rows(definition: Study, study: optuna.Study, *,
                nested: bool = False) -> list[dict[str, Any]]:
     space = definition.space
     roles = {n: hp.role for n, hp in space.hyperparameters.items()}
-    trials = study.get_trials(deepcopy=False)
+    trials = queue_for(study).all_trials()  # on PostgreSQL, one query of hpo's own
     # An attempt that failed and was retried is no design trial: its slot's final attempt is.
     retried = {t.number for s in design_slots(trials) for t in s.earlier}
     retried |= {t.number for t in trials if RERUN_ATTR in t.user_attrs} & {

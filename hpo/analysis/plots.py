@@ -64,10 +64,39 @@ def isolation_figure(analysis: Analysis) -> go.Figure:
                 x=[point.group.label] * len(reruns), y=reruns, mode="markers",
                 name=f"{point.group.label}: seed re-runs", marker={"symbol": "circle-open",
                                                                    "color": color(i)}))
-    fig.update_layout(title=f"Isolation plot: best {r.metric} (bar: 90% bootstrap band)",
+    _add_estimates(fig, analysis)
+    fig.update_layout(title=f"Isolation plot: best {r.metric} (bar: 90% bootstrap band; "
+                            "diamond: seed re-run estimate, its noise margin and search "
+                            "uncertainty)",
                       xaxis_title=", ".join(r.scientific) or "study", yaxis_title=r.metric,
                       showlegend=True)
     return fig
+
+
+def _add_estimates(fig: go.Figure, analysis: Analysis) -> None:
+    """Each value's verdict estimate: a diamond with two bars, the seed noise (+-2 standard
+    errors) and, towards better, the search uncertainty (how much better it could get)."""
+    import plotly.graph_objects as go
+
+    minimize = analysis.results.direction == "minimize"
+    for i, e in enumerate(analysis.verdict.estimates):
+        if e.value is None:
+            continue
+        noise = 2 * e.se if e.se is not None else 0.0
+        search = e.uncertainty if math.isfinite(e.uncertainty) else 0.0
+        better_side = noise + search
+        hover = e.basis + (f"; seed noise std {e.noise:.3g}" if e.noise is not None else "")
+        hover += ("; search uncertainty unknown (too few trials)"
+                  if not math.isfinite(e.uncertainty)
+                  else f"; search uncertainty {e.uncertainty:.3g}")
+        fig.add_trace(go.Scatter(
+            x=[e.group], y=[e.value], mode="markers", name=f"{e.group}: estimate",
+            marker={"symbol": "diamond", "size": 11, "color": color(i),
+                    "line": {"color": "black", "width": 1}},
+            error_y={"type": "data", "symmetric": False, "color": color(i), "thickness": 3,
+                     "array": [noise if minimize else better_side],
+                     "arrayminus": [better_side if minimize else noise]},
+            hovertext=[hover]))
 
 
 def axis_figures(analysis: Analysis) -> dict[str, go.Figure]:

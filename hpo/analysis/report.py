@@ -9,10 +9,12 @@ embedded, so it opens offline, from an e-mail or an artifact store, years later.
 from __future__ import annotations
 
 import html
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.counts import failed_of
 from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
 
 if TYPE_CHECKING:
@@ -51,12 +53,13 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
     if r.fixed:
         head += ["", "Fixed, a caveat on every conclusion: "
                  + ", ".join(f"`{k}={_fmt(v)}`" for k, v in r.fixed.items()) + "."]
-    out = [("", "\n".join(head)), ("", "## Verdict\n\n" + analysis.verdict.text)]
+    out = [("", "\n".join(head)),
+           ("", "## Verdict\n\n" + analysis.verdict.text + "\n\n" + verdict_table(analysis))]
 
     # The same counts as hpo run's summary and hpo status: design slots by their final attempt.
     counts = [["scientific value", *COUNT_COLUMNS]] + [[v.label, *count_cells(v)]
                                                        for v in r.tallies]
-    kinds = kinds_line(r.tallies)
+    kinds = kinds_line(failed_of(r.tallies))
     out.append(("", "## Trials per scientific value\n\n" + render_table(counts, markdown=True)
                 + (f"\n\nBy kind: {kinds}." if kinds else "")))
 
@@ -97,6 +100,34 @@ def sections(analysis: Analysis) -> list[tuple[str, str]]:
         lines.append(f"- {d.group}, trial #{d.trial} ({d.source}): {found}")
     out.append(("curves", "\n".join(lines)))
     return out
+
+
+def verdict_table(analysis: Analysis) -> str:
+    """Per scientific value: estimate, seed noise and search uncertainty, and where it stands."""
+    v = analysis.verdict
+    beaten = {c.other for c in v.comparisons if c.beaten}
+    rows = [["scientific value", f"estimate ({analysis.results.metric})", "seed noise (std)",
+             "standard error", "search uncertainty", "design trials", "status", "from"]]
+    for e in v.estimates:
+        if e.value is None:
+            status = "no result"
+        elif e.group == v.winner:
+            status = "winner"
+        elif e.group == v.leader:
+            status = "leader"
+        else:
+            status = "beaten" if e.group in beaten else "in contention"
+        search = ("unknown (too few trials)" if math.isinf(e.uncertainty)
+                  else f"{e.uncertainty:.3g}" + (" (at an edge)" if e.search.edges else ""))
+        rows.append([e.group, f"{e.value:.4g}" if e.value is not None else "-",
+                     f"{e.noise:.3g}" if e.noise is not None else "-",
+                     f"{e.se:.3g}" if e.se is not None else "-", search,
+                     str(e.search.trials), status, e.basis])
+    note = ("Search uncertainty: how much better the value's tuned optimum could be than the "
+            "configuration found (the gain of its last doubling of trials, doubled at a range "
+            "edge). A winner must beat every other value by more than the seed-noise margin "
+            "plus that value's search uncertainty.")
+    return render_table(rows, markdown=True) + "\n\n" + note
 
 
 TRACEBACK_LINES = 12  # the end of the first traceback, where the error is

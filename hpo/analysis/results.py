@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from hpo import failures
 from hpo.attrs import SEED_RERUN_OF as RERUN_ATTR
 from hpo.space import Int
+from hpo.store.queue import queue_for
 from hpo.tally import tally, value_of
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ def collect(definition: Study, study: optuna.Study) -> Results:
             # A slice holds several values: the union of their nuisance hyperparameters.
             for n, d in space.active_nuisance(value).items():
                 group.nuisance.setdefault(n, d)
-    tallies = tally(definition, study.get_trials(deepcopy=False))
+    # One read of every trial: on PostgreSQL a query of hpo's own (TrialQueue.all_trials).
+    tallies = tally(definition, queue_for(study).all_trials())
     for counted in tallies:
         group = groups[key_of(dict(counted.value))[0]]
         group.trials.extend(counted.design)
@@ -153,6 +155,11 @@ def collect(definition: Study, study: optuna.Study) -> Results:
         scientific=names,
         tallies=tallies,
     )
+
+
+def group_label(definition: Study, value: dict) -> str:
+    """The label of the group (scientific value, or slice of values) a value belongs to."""
+    return _bucketing(definition)(value)[1]
 
 
 def _bucketing(definition: Study) -> Callable[[dict], tuple[tuple, str, dict]]:

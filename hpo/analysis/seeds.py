@@ -44,6 +44,7 @@ class Rerun:
     group: str
     seed: int
     params: dict
+    slot: int = -1  # the original trial's slot, which the re-run keeps
 
 
 def plan_seed_reruns(definition: Study, study: optuna.Study, *, top: int = 1,
@@ -69,7 +70,8 @@ def plan_seed_reruns(definition: Study, study: optuna.Study, *, top: int = 1,
             i += 1
             if seed not in used:
                 used.add(seed)
-                planned.append(Rerun(trial.number, group.label, seed, dict(trial.params)))
+                planned.append(Rerun(trial.number, group.label, seed, dict(trial.params),
+                                     slot_of(trial)))
                 missing -= 1
     return planned
 
@@ -78,9 +80,13 @@ def enqueue_seed_reruns(definition: Study, study: optuna.Study, *, top: int = 1,
                         repeats: int = 5) -> list[Rerun]:
     """Enqueue the missing re-runs (see :func:`plan_seed_reruns`); returns what was added."""
     planned = plan_seed_reruns(definition, study, top=top, repeats=repeats)
-    slots = {t.number: slot_of(t) for t in study.get_trials(deepcopy=False)}
-    for rerun in planned:
-        study.enqueue_trial(rerun.params, user_attrs={
-            SLOT_ATTR: slots[rerun.of], "seed": rerun.seed, RERUN_ATTR: rerun.of,
-        })
+    enqueue(study, planned)
     return planned
+
+
+def enqueue(study: optuna.Study, reruns: list[Rerun]) -> None:
+    """Enqueue planned re-runs as WAITING trials, each in its original trial's slot."""
+    for rerun in reruns:
+        study.enqueue_trial(rerun.params, user_attrs={
+            SLOT_ATTR: rerun.slot, "seed": rerun.seed, RERUN_ATTR: rerun.of,
+        })

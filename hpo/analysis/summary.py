@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from hpo.store.queue import queue_for
 from hpo.tables import COUNT_COLUMNS, count_cells, kinds_line, render_table
-from hpo.tally import tally, value_of
+from hpo.tally import value_of
 
 if TYPE_CHECKING:
     import optuna
@@ -14,10 +15,13 @@ if TYPE_CHECKING:
 
 
 def summary_table(definition: Study, study: optuna.Study) -> str:
-    """A plain-text table: one line per scientific value, best first."""
+    """A plain-text table: one line per scientific value, best first. From the study's
+    counts (:meth:`hpo.store.queue.TrialQueue.counts`: aggregate queries on PostgreSQL),
+    never the whole study."""
     names = list(definition.space.scientific)
     sign = 1 if definition.direction == "minimize" else -1
-    values = sorted(tally(definition, study.get_trials(deepcopy=False)),
+    counts = queue_for(study).counts(definition)
+    values = sorted(counts.values,
                     key=lambda v: (v.best is None, sign * value_of(v.best) if v.best else 0))
     rows = [["scientific value", *COUNT_COLUMNS, f"best {definition.metric}", "trial",
              "best trial's nuisance values"]]
@@ -31,7 +35,7 @@ def summary_table(definition: Study, study: optuna.Study) -> str:
             f"#{best.number}" if best else "-",
             ", ".join(f"{k}={_fmt(p)}" for k, p in nuisance.items()) or "-",
         ])
-    kinds = kinds_line(values)
+    kinds = kinds_line(counts.failed)
     return "\n".join([f"study {definition.name!r}: {definition.goal}",
                       f"metric: {definition.metric} ({definition.direction}), "
                       f"phase: {definition.phase}", "", render_table(rows),

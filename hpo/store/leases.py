@@ -91,7 +91,18 @@ def _same_process_gone(pid: int, started: int | None) -> bool:
         return True
     except PermissionError:
         pass  # it exists, owned by someone else
-    return started is not None and process_started(pid) not in (None, started)
+    if started is None or not _proc_is_ours():
+        return False
+    return process_started(pid) not in (None, started)
+
+
+def _proc_is_ours() -> bool:
+    """Whether /proc numbers processes as this process does. In a PID namespace that
+    kept the host's /proc, /proc/<pid> is the host's process of that number, not ours: there
+    the start time cannot tell processes apart, and only the pid's existence is judged."""
+    from hpo.provenance import process_started
+
+    return process_started(os.getpid()) == process_started("self")
 
 
 class Reaper:

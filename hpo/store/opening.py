@@ -292,7 +292,8 @@ def open_study(definition: Study, url: str, *,
             study.set_user_attr(attrs.STUDY_UID, uuid.uuid4().hex)
         queue = queue_for(study)
         sampler.read_trials = queue.value_trials
-        queue.lay_out(definition.budget if budget is None else budget)
+        if attrs.STUDY_UNTIL_DECIDED not in stored:  # else its controller lays it out
+            queue.lay_out(definition.budget if budget is None else budget)
         refuse_foreign(queue, definition)
         return queue
 

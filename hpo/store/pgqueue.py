@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from optuna import distributions
 from optuna.trial import FrozenTrial
 
 from hpo import attrs
-from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, trial_id_of
+from hpo.store.optuna_internals import TRIAL_COLUMNS, frozen_trial, frozen_trials, trial_id_of
 
 if TYPE_CHECKING:
     from hpo.tally import Counts
@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS hpo_slots (
 );
 CREATE INDEX IF NOT EXISTS ix_hpo_waiting_trials ON trials (study_id, number)
     WHERE state = 'WAITING';
+CREATE INDEX IF NOT EXISTS ix_hpo_running_trials ON trials (study_id)
+    WHERE state = 'RUNNING';
 """
 
 # A study laid out before hpo_slots existed: its slots become attempts in trial order.
@@ -95,11 +97,13 @@ WITH claimed AS (
           -- A design slot inside the budget (slots laid out by an earlier, larger budget wait
           -- for a run that asks for them), or a seed re-run, an extra evaluation that runs
           -- whatever the budget (hpo.store.budget). Nothing else: a trial enqueued by hand
-          -- or by another client is not hpo's to run.
+          -- or by another client is not hpo's to run. OFFSET 0 keeps each test a lookup
+          -- by the head's trial id: without it, PostgreSQL hashes every slot of the table
+          -- to test the first few WAITING trials (200 ms a claim at 100,000 slots).
           AND (EXISTS (SELECT 1 FROM hpo_slots h WHERE h.trial_id = t.trial_id
-                       AND h.slot < :budget)
+                       AND h.slot < :budget OFFSET 0)
                OR EXISTS (SELECT 1 FROM trial_user_attributes r
-                          WHERE r.trial_id = t.trial_id AND r.key = :rerun_key))
+                          WHERE r.trial_id = t.trial_id AND r.key = :rerun_key OFFSET 0))
         ORDER BY t.number LIMIT 1
         FOR UPDATE OF t SKIP LOCKED)
     RETURNING *
@@ -126,6 +130,15 @@ WHERE t.study_id = :study_id AND t.state IN :states
   AND (t.state = 'RUNNING' OR NOT (t.trial_id = ANY(:known)))
 """
 
+# WAITING trials neither a design slot nor a seed re-run; each looked up by its id (OFFSET
+# 0), not by hashing every slot of the table.
+_FOREIGN_WAITING = """
+SELECT t.trial_id FROM trials t WHERE t.study_id = :s AND t.state = 'WAITING'
+  AND NOT EXISTS (SELECT 1 FROM hpo_slots h WHERE h.trial_id = t.trial_id OFFSET 0)
+  AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r
+                  WHERE r.trial_id = t.trial_id AND r.key = :rerun_key OFFSET 0)
+"""
+
 _FINISH = """
 WITH done AS (
     UPDATE trials SET state = 'COMPLETE', datetime_complete = :now
@@ -135,6 +148,85 @@ WITH done AS (
 INSERT INTO trial_values (trial_id, objective, value, value_type)
 SELECT trial_id, 0, :value, 'FINITE' FROM done
 RETURNING trial_id
+"""
+
+# What hpo.tally counts, per scientific value (g = slot mod V), without loading a trial. A
+# trial's slot is its hpo_slots row (every design attempt hpo lays out or retries has one,
+# and no seed re-run does), else its slot attribute, else (a seed re-run) its number; a trial
+# hpo_slots does not know is a seed re-run if it has a seed_rerun_of attribute, chained to its
+# retries by failed_trial, and no design trial at all if it has no slot attribute either. A
+# slot's, or a re-run chain's, final attempt is its latest trial; the others were retried.
+# Final attempts are counted by state and, for a FAIL, by the attributes that say how it
+# ended (:outcome_keys: its kind and message), design slots below the budget apart from the
+# others; with each group, its first few FAIL trial numbers and its lowest slot. With every
+# row: the best complete design trial of its value, the budget (as given, else the slots laid
+# out, else the design's), the slots laid out, the first start, and whether any trial has
+# finished. The attributes are looked up only for the few trials hpo_slots does not know.
+_COUNTS = """
+WITH base AS MATERIALIZED (
+    SELECT t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete, h.slot,
+           CASE WHEN h.slot IS NULL THEN
+               (SELECT CAST(a.value_json AS integer) FROM trial_user_attributes a
+                WHERE a.trial_id = t.trial_id AND a.key = :slot_key) END AS slot_attr,
+           CASE WHEN h.slot IS NULL THEN EXISTS (
+               SELECT 1 FROM trial_user_attributes r
+               WHERE r.trial_id = t.trial_id AND r.key = :rerun_key) ELSE false END AS rerun
+    FROM trials t LEFT JOIN hpo_slots h ON h.trial_id = t.trial_id AND h.study_id = :s
+    WHERE t.study_id = :s
+), slotted AS (
+    SELECT b.trial_id, b.number, b.state, b.rerun,
+           COALESCE(b.slot, b.slot_attr, b.number) AS slot,
+           CASE WHEN b.rerun THEN COALESCE(
+                    (SELECT CAST(f.value_json AS integer) FROM trial_system_attributes f
+                     WHERE f.trial_id = b.trial_id AND f.key = :failed_key), b.number)
+                ELSE COALESCE(b.slot, b.slot_attr, b.number) END AS chain
+    FROM base b
+    -- A trial with no slot that is not a seed re-run was never laid out (enqueued by hand
+    -- or by another client): not the design's, and hpo refuses to run it.
+    WHERE b.rerun OR b.slot IS NOT NULL OR b.slot_attr IS NOT NULL
+), ranked AS (
+    SELECT c.*, ((c.slot % :v) + :v) % :v AS g, count(*) OVER w AS tries,
+           row_number() OVER (w ORDER BY c.number DESC) AS nth
+    FROM slotted c WINDOW w AS (PARTITION BY c.rerun, ((c.slot % :v) + :v) % :v, c.chain)
+), final AS MATERIALIZED (
+    SELECT r.*, CASE WHEN r.state = 'FAIL' THEN CAST(
+               (SELECT json_object_agg(a.key, a.value_json ORDER BY a.key)
+                FROM trial_user_attributes a
+                WHERE a.trial_id = r.trial_id AND a.key = ANY(CAST(:outcome_keys AS varchar[])))
+               AS text) END AS outcome
+    FROM ranked r WHERE r.nth = 1
+), study AS (
+    SELECT COALESCE(CAST(:budget AS integer),
+                    NULLIF(count(DISTINCT COALESCE(slot, slot_attr)), 0), :fallback) AS budget,
+           count(DISTINCT COALESCE(slot, slot_attr)) AS planned,
+           min(datetime_start) AS first_start,
+           COALESCE(bool_or(state IN ('COMPLETE', 'PRUNED', 'FAIL')
+                            AND datetime_complete IS NOT NULL), false) AS any_finished
+    FROM base
+), best AS MATERIALIZED (
+    SELECT DISTINCT ON (f.g) f.g, f.trial_id FROM final f
+    JOIN trial_values v ON v.trial_id = f.trial_id AND v.objective = 0
+    WHERE NOT f.rerun AND f.state = 'COMPLETE' AND v.value_type = 'FINITE'
+    ORDER BY f.g, :sign * v.value, f.number
+)
+SELECT f.g, f.rerun, CAST(f.state AS text), f.outcome, NOT f.rerun AND f.slot < s.budget,
+       count(*), sum(f.tries - 1),
+       (array_agg(f.number ORDER BY f.number)
+        FILTER (WHERE f.state = 'FAIL'))[1:CAST(:first AS integer)],
+       b.trial_id, s.budget, s.planned, s.first_start, s.any_finished, min(f.slot)
+FROM final f CROSS JOIN study s LEFT JOIN best b ON b.g = f.g
+GROUP BY f.g, f.rerun, f.state, f.outcome, NOT f.rerun AND f.slot < s.budget, b.trial_id,
+         s.budget, s.planned, s.first_start, s.any_finished
+"""
+
+_ALL_TRIALS = """
+SELECT """ + TRIAL_COLUMNS.format(t="t") + """ FROM trials t
+WHERE t.study_id = :study_id ORDER BY t.number
+"""
+
+_TRIALS_BY_ID = """
+SELECT """ + TRIAL_COLUMNS.format(t="t") + """ FROM trials t
+WHERE t.trial_id = ANY(:ids) ORDER BY t.number
 """
 
 
@@ -152,7 +244,10 @@ class QueueStatements:
           happens to the locks of the processes that lay the budget out, and each retry is
           attempt n+1 of its slot, once.
         * a partial index of the WAITING trials (only queued rows, so it stays small), which
-          makes the head of the queue an index lookup however many trials the study holds.
+          makes the head of the queue an index lookup however many trials the study holds;
+        * and one of the RUNNING trials, which every worker's reaper reads every few seconds
+          (through the study's index, that read scans every trial of the study: 20 ms at
+          100,000 trials, for each of a hundred workers).
 
         Called at every open: ``IF NOT EXISTS`` makes it one cheap statement when they are
         there. Two processes creating them at once may collide; the caller retries.
@@ -163,8 +258,10 @@ class QueueStatements:
             conn.execute(sqlalchemy.text(_SCHEMA))
 
     def lay_out_slots(self, study_id: int, budget: int,
-                      plan: Callable[[list[int]], list[Slot]]) -> int:
-        """Make sure slots 0..budget-1 exist as WAITING trials; returns how many were added.
+                      plan: Callable[[list[int]], list[Slot]],
+                      slots: Iterable[int] | None = None) -> int:
+        """Make sure slots 0..budget-1 (or only ``slots``, when given) exist as WAITING
+        trials; returns how many were added.
 
         One transaction, a handful of statements, whatever the budget: it takes a lock of
         its own (transaction-scoped, so it dies with the connection and survives PgBouncer's
@@ -177,33 +274,48 @@ class QueueStatements:
         import sqlalchemy
 
         text = sqlalchemy.text
+        with self.engine.connect() as conn:
+            # Laid out already (every worker but the first finds it so): a count on the
+            # slots' primary key, no lock, nothing read slot by slot.
+            laid = conn.execute(text(
+                "SELECT count(*) FROM hpo_slots WHERE study_id = :s AND attempt = 0"
+                " AND slot < :b"), {"s": study_id, "b": budget}).scalar_one()
+        if laid >= budget:
+            return 0
         with self.engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(study_id)})
             conn.execute(text("SELECT 1 FROM studies WHERE study_id = :s FOR UPDATE"),
                          {"s": study_id})
             conn.execute(text(_ADOPT), {"s": study_id, "slot_key": attrs.SLOT,
                                         "rerun_key": attrs.SEED_RERUN_OF})
-            have = set(conn.execute(text(
-                "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 AND slot < :b"),
-                {"s": study_id, "b": budget}).scalars())
-            missing = [s for s in range(budget) if s not in have]
+            if slots is None:
+                wanted: Sequence[int] = range(budget)
+                have = set(conn.execute(text(
+                    "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 "
+                    "AND slot < :b"), {"s": study_id, "b": budget}).scalars())
+            else:
+                wanted = sorted(set(slots))
+                have = set(conn.execute(text(
+                    "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 "
+                    "AND slot = ANY(:wanted)"), {"s": study_id, "wanted": wanted}).scalars())
+            missing = [s for s in wanted if s not in have]
             if not missing:
                 return 0
-            slots = plan(missing)
+            planned = plan(missing)
             rows = conn.execute(text(
                 "INSERT INTO trials (number, study_id, state) "
                 "SELECT (SELECT count(*) FROM trials WHERE study_id = :s) + i - 1, :s, 'WAITING'"
                 " FROM generate_series(1, :n) AS i RETURNING trial_id, number"),
-                {"s": study_id, "n": len(slots)}).all()
+                {"s": study_id, "n": len(planned)}).all()
             ids = [trial_id for trial_id, _ in sorted(rows, key=lambda r: r[1])]
             conn.execute(text(
                 "INSERT INTO hpo_slots (study_id, slot, attempt, trial_id) "
                 "SELECT :s, u.slot, 0, u.trial_id "
                 "FROM unnest(CAST(:slots AS integer[]), CAST(:ids AS integer[])) "
                 "AS u(slot, trial_id)"),
-                {"s": study_id, "slots": [x.slot for x in slots], "ids": ids})
+                {"s": study_id, "slots": [x.slot for x in planned], "ids": ids})
             _insert_rows(conn, "trial_user_attributes", ("trial_id", "key", "value_json"),
-                         [(i, k, json.dumps(v)) for i, x in zip(ids, slots, strict=True)
+                         [(i, k, json.dumps(v)) for i, x in zip(ids, planned, strict=True)
                           for k, v in ((attrs.SLOT, x.slot), (attrs.SEED, x.seed))])
             _insert_rows(conn, "trial_system_attributes", ("trial_id", "key", "value_json"),
                          [(i, attrs.FIXED_PARAMS, "{}") for i in ids])
@@ -211,9 +323,9 @@ class QueueStatements:
                          ("trial_id", "param_name", "param_value", "distribution_json"),
                          [(i, name, x.dists[name].to_internal_repr(value),
                            distributions.distribution_to_json(x.dists[name]))
-                          for i, x in zip(ids, slots, strict=True)
+                          for i, x in zip(ids, planned, strict=True)
                           for name, value in x.params.items()])
-        return len(slots)
+        return len(planned)
 
     def retry_slot(self, study_id: int, failed: FrozenTrial, slot: int,
                    drop: tuple[str, ...]) -> bool:
@@ -324,12 +436,8 @@ class QueueStatements:
         import sqlalchemy
 
         with self.engine.connect() as conn:
-            return list(conn.execute(sqlalchemy.text(
-                "SELECT t.trial_id FROM trials t WHERE t.study_id = :s AND t.state = 'WAITING'"
-                " AND NOT EXISTS (SELECT 1 FROM hpo_slots h WHERE h.trial_id = t.trial_id)"
-                " AND NOT EXISTS (SELECT 1 FROM trial_user_attributes r"
-                "                 WHERE r.trial_id = t.trial_id AND r.key = :rerun_key)"),
-                {"s": study_id, "rerun_key": attrs.SEED_RERUN_OF}).scalars())
+            return list(conn.execute(sqlalchemy.text(_FOREIGN_WAITING),
+                                     {"s": study_id, "rerun_key": attrs.SEED_RERUN_OF}).scalars())
 
     def claim_trial(self, study_id: int, budget: int,
                     owner: dict[str, Any]) -> FrozenTrial | None:
@@ -400,12 +508,67 @@ class QueueStatements:
         known.update((trial_id_of(t), t) for t in fetched if t.state.is_finished())
         return [*known.values(), *(t for t in fetched if not t.state.is_finished())]
 
+    def study_counts(self, study_id: int, *, values: int, sign: float, budget: int | None,
+                     fallback: int, outcome_keys: Sequence[str], first: int) -> list[CountRow]:
+        """The rows of ``_COUNTS``: what :mod:`hpo.tally` counts, in one aggregate query
+        (see :meth:`hpo.store.queue.PostgresQueue.counts`, which assembles them)."""
+        import sqlalchemy
+
+        with self.engine.begin() as conn:
+            # Compiling this plan just in time costs more than running it.
+            conn.execute(sqlalchemy.text("SET LOCAL jit = off"))
+            rows = conn.execute(sqlalchemy.text(_COUNTS), {
+                "s": study_id, "v": values, "sign": sign, "budget": budget,
+                "fallback": fallback, "outcome_keys": list(outcome_keys), "first": first,
+                "slot_key": attrs.SLOT, "rerun_key": attrs.SEED_RERUN_OF,
+                "failed_key": attrs.FAILED_TRIAL}).all()
+        return [CountRow(*row) for row in rows]
+
+    def all_trials(self, study_id: int) -> list[FrozenTrial]:
+        """Every trial of the study, in number order, in one query (Optuna's read builds
+        each trial from six ORM queries' rows and re-reads the unfinished ones)."""
+        import sqlalchemy
+
+        with self.engine.connect() as conn:
+            result = conn.execute(sqlalchemy.text(_ALL_TRIALS), {"study_id": study_id})
+            return frozen_trials(result)
+
+    def trials_by_id(self, trial_ids: Sequence[int]) -> list[FrozenTrial]:
+        """These trials, in number order, in one query."""
+        import sqlalchemy
+
+        if not trial_ids:
+            return []
+        with self.engine.connect() as conn:
+            result = conn.execute(sqlalchemy.text(_TRIALS_BY_ID), {"ids": list(trial_ids)})
+            return frozen_trials(result)
+
     def get_trial(self, trial_id: int) -> FrozenTrial:
         claimed = getattr(self, "_claimed", None)
         if claimed is not None and trial_id_of(claimed) == trial_id:
             self._claimed = None
             return claimed
         return super().get_trial(trial_id)  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class CountRow:
+    """One row of ``_COUNTS``: final attempts of one value, kind, state and outcome."""
+
+    group: int              # the scientific value's index (slot mod V)
+    rerun: bool             # seed re-runs, else design slots
+    state: str
+    outcome: str | None     # FAIL: {key: value_json} of the outcome attributes, as JSON
+    in_budget: bool         # design slots below the budget
+    n: int
+    retried: int            # earlier attempts of these slots (or re-run chains)
+    failed_numbers: list[int] | None  # the first few FAIL trial numbers
+    best_id: int | None     # the value's best complete design trial
+    budget: int
+    planned: int
+    first_start: datetime | None
+    any_finished: bool
+    first_slot: int         # the lowest slot of these
 
 
 @dataclass(frozen=True)

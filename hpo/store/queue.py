@@ -8,6 +8,8 @@ Nothing outside :mod:`hpo.store` asks which storage it is talking to.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from optuna.exceptions import UpdateFinishedTrialError
@@ -23,14 +25,28 @@ from hpo.store.optuna_internals import (
     study_id_of,
     trial_id_of,
 )
-from hpo.store.pgqueue import Outcomes, Slot
+from hpo.store.pgqueue import CountRow, Outcomes, Slot
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.trial import FrozenTrial
 
+    from hpo.counts import StudyCounts
     from hpo.store.reconnect import ReconnectingRDBStorage
+    from hpo.study import Study
+
+
+def _like(state: str, outcome: str | None) -> FrozenTrial:
+    """A trial in this state with these outcome attributes (``{key: value_json}`` as JSON):
+    what a group of counted trials has in common."""
+    from optuna.trial import FrozenTrial
+
+    user_attrs = {k: json.loads(v) for k, v in json.loads(outcome).items()} if outcome else {}
+    return FrozenTrial(number=-1, state=TrialState[state], value=None, datetime_start=None,
+                       datetime_complete=None, params={}, distributions={},
+                       user_attrs=user_attrs, system_attrs={}, intermediate_values={},
+                       trial_id=-1)
 
 
 class _Playbook(Protocol):
@@ -41,6 +57,9 @@ class _Playbook(Protocol):
 
     def planned(self, slot: int) -> tuple[dict[str, Any], dict[str, BaseDistribution]] | None:
         ...
+
+    def planned_many(self, slots: Sequence[int]
+                     ) -> list[tuple[dict[str, Any], dict[str, BaseDistribution]] | None]: ...
 
     def point(self, study: optuna.Study, trial: FrozenTrial) -> tuple[dict[str, Any], dict]: ...
 
@@ -118,12 +137,15 @@ class TrialQueue:
 
     # --- the design's slots --------------------------------------------------------------
 
-    def lay_out(self, budget: int) -> int:
-        """Make sure slots 0..budget-1 exist; returns how many were added. Call under
+    def lay_out(self, budget: int, slots: Iterable[int] | None = None) -> int:
+        """Make sure slots 0..budget-1 exist, or only ``slots`` when given (``hpo run
+        --until-decided`` adds trials to some scientific values only: slots k * V + v for
+        the chosen v, so a layout may have gaps); returns how many were added. Call under
         :func:`hpo.store.opening.exclusive`: two callers at once would add a slot twice."""
         planned = {t.user_attrs[attrs.SLOT] for t in self.study.get_trials(deepcopy=False)
                    if attrs.SLOT in t.user_attrs}
-        missing = [s for s in range(budget) if s not in planned]
+        wanted = range(budget) if slots is None else sorted(set(slots))
+        missing = [s for s in wanted if s not in planned]
         self.study.add_trials([
             create_trial(state=TrialState.WAITING, params=x.params, distributions=x.dists,
                          user_attrs={attrs.SLOT: x.slot, attrs.SEED: x.seed},
@@ -133,11 +155,8 @@ class TrialQueue:
 
     def _plan(self, slots: list[int]) -> list[Slot]:
         sampler = cast(_Playbook, self.study.sampler)
-        out = []
-        for slot in slots:
-            params, dists = sampler.planned(slot) or ({}, {})
-            out.append(Slot(slot, sampler.trial_seed(slot), params, dists))
-        return out
+        return [Slot(slot, sampler.trial_seed(slot), *(planned or ({}, {})))
+                for slot, planned in zip(slots, sampler.planned_many(slots), strict=True)]
 
     def add_retry(self, failed: FrozenTrial) -> bool:
         """Queue the next attempt at a failed trial's slot: a WAITING copy with the same
@@ -166,6 +185,17 @@ class TrialQueue:
                 if attrs.SLOT not in t.user_attrs and not is_seed_rerun(t)]
 
     # --- reads ---------------------------------------------------------------------------
+
+    def all_trials(self) -> list[FrozenTrial]:
+        """Every trial of the study, in number order, not copied (``hpo report``, export)."""
+        return self.study.get_trials(deepcopy=False)
+
+    def counts(self, definition: Study, budget: int | None = None) -> StudyCounts:
+        """The study's standing, per scientific value and overall (:mod:`hpo.counts`):
+        here from the trials themselves, through the tally."""
+        from hpo.counts import from_tally
+
+        return from_tally(definition, self.study.get_trials(deepcopy=False), budget)
 
     def value_trials(self, known: dict[int, FrozenTrial]) -> list[FrozenTrial] | None:
         """Finished and running trials in one read, for TPE; None: use Optuna's own read."""
@@ -270,6 +300,67 @@ class PostgresQueue(TrialQueue):
     def pending_reruns(self) -> bool:
         return self.backend.reruns_pending(self.study_id)
 
+    def all_trials(self) -> list[FrozenTrial]:
+        return self.backend.all_trials(self.study_id)
+
+    def counts(self, definition: Study, budget: int | None = None) -> StudyCounts:
+        # One aggregate query (hpo.store.pgqueue._COUNTS) and the few best trials: what the
+        # tally would count, without loading the study. Its rows are counted back here as
+        # the tally counts trials (hpo.counts.add_counts), each FAIL group through a trial
+        # carrying the attributes that say how it ended, so hpo.failures reads its kind and
+        # message as it reads any trial's.
+        from hpo import failures
+        from hpo.counts import (
+            FIRST,
+            OUTCOME_KEYS,
+            Failed,
+            StudyCounts,
+            ValueCounts,
+            add_counts,
+            ordered,
+        )
+
+        values = definition.space.scientific_values()
+        rows = self.backend.study_counts(
+            self.study_id, values=len(values),
+            sign=1.0 if definition.direction == "minimize" else -1.0,
+            budget=budget, fallback=definition.budget, outcome_keys=OUTCOME_KEYS, first=FIRST)
+        design: list[list[tuple[FrozenTrial, int]]] = [[] for _ in values]
+        reruns: list[list[tuple[FrozenTrial, int]]] = [[] for _ in values]
+        retried, best_ids, done = [0] * len(values), {}, 0
+        failed: dict[tuple[str, str, bool], list[CountRow]] = {}
+        for row in rows:
+            like = _like(row.state, row.outcome)
+            (reruns if row.rerun else design)[row.group].append((like, row.n))
+            retried[row.group] += row.retried
+            if row.in_budget and like.state.is_finished():
+                done += row.n
+            if row.best_id is not None:
+                best_ids[row.group] = row.best_id
+            kind = failures.kind_of(like)
+            if kind is not None and not row.rerun:
+                key = (kind, failures.message_of(like), row.in_budget)
+                failed.setdefault(key, []).append(row)
+        best = {trial_id_of(t): t for t in self.backend.trials_by_id(list(best_ids.values()))}
+        first = rows[0] if rows else None
+        return StudyCounts(
+            values=tuple(ValueCounts(
+                value=dict(value), counts=add_counts(design[g]),
+                rerun_counts=add_counts(reruns[g]), retried=retried[g],
+                best=best.get(best_ids[g]) if g in best_ids else None)
+                for g, value in enumerate(values)),
+            budget=first.budget if first else budget or definition.budget,
+            done=done,
+            planned=first.planned if first else 0,
+            first_start=first.first_start if first else None,
+            any_finished=first.any_finished if first else False,
+            failed=ordered(Failed(
+                kind, message, in_budget, sum(r.n for r in group),
+                tuple(sorted(n for r in group for n in r.failed_numbers or ())[:FIRST]),
+                min(r.first_slot for r in group))
+                for (kind, message, in_budget), group in failed.items()),
+        )
+
     def outcomes(self, budget: int) -> Outcomes:
         # One aggregate query: the bar asks every second, and a study may hold 10,000 trials.
         return self.backend.outcomes(self.study_id, budget)
@@ -277,10 +368,10 @@ class PostgresQueue(TrialQueue):
     def slots_done(self, budget: int) -> int:
         return self.backend.slots_done(self.study_id, budget)
 
-    def lay_out(self, budget: int) -> int:
+    def lay_out(self, budget: int, slots: Iterable[int] | None = None) -> int:
         # In bulk and under the database's own guard (hpo.store.pgqueue.lay_out_slots); no
         # cross-process lock is needed around it.
-        return self.backend.lay_out_slots(self.study_id, budget, self._plan)
+        return self.backend.lay_out_slots(self.study_id, budget, self._plan, slots)
 
     def add_retry(self, failed: FrozenTrial) -> bool:
         if is_seed_rerun(failed):  # not a design slot: Optuna's own copy

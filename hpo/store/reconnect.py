@@ -36,7 +36,9 @@ _CONNECTION_STATES = ("57P01", "57P02", "57P03")
 # A refused connection whose cause will not go away by waiting: bad input.
 _PERMANENT = ("authentication failed", "does not exist", "could not translate host name",
               "no password supplied", "no pg_hba.conf entry", "invalid dsn",
-              "invalid connection option", "password authentication")
+              "invalid connection option", "password authentication",
+              # No connection slots left: waiting would hide the sizing problem; say it.
+              "too many clients", "remaining connection slots are reserved")
 
 
 def is_connection_loss(error: BaseException | None) -> bool:
@@ -103,7 +105,10 @@ def retry_while_unreachable(call: Callable[[], T],
                             what, type(e).__name__, patience)
                 warned = True
             time.sleep(delay)
-            delay = min(delay * 2, 15.0)
+            # Never back off longer than a quarter of the heartbeat grace: once the database
+            # is back, every worker must be beating again before another worker's reaper,
+            # back first, has watched a whole grace period go by.
+            delay = min(delay * 2, 15.0, max(0.5, env.heartbeat_grace() / 4))
             continue
         if warned:
             log.warning("%s is back; continuing", what.removeprefix("the "))

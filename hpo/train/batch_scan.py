@@ -11,7 +11,18 @@ re-tuning most hyperparameters", so settle it before a study, not inside one.
 The model and data come from a study file whose objective is ``hpo.train.objective(model,
 data)``; the hyperparameters from its space (fixed values, the first scientific value, the
 middle of each nuisance range), overridable with ``--set name=value``. Throughput is measured
-by hpo.train's own loop (a warm-up run, then a timed one per size). Memory is the measured
+by hpo.train's own loop: a warm-up run per size, then timed runs in *rounds*, each round timing
+every feasible size once (in alternating order), so a change in the machine's load hits every
+size alike. A size's throughput is the median of its runs, a doubling's speedup the median of
+its per-round ratios, and rounds go on until every size's and every doubling's spread (the
+interquartile range, relative) is within ``TOLERANCE`` or ``MAX_ROUNDS`` are done.
+
+Timing noise is named, not hidden: a doubling that gave more than 2x (the throughput of a fixed
+per-step cost plus per-example work can at most double) or whose two sizes' spreads overlap is
+flagged as noise, and a doubling whose speedup's spread straddles ``--min-speedup`` is
+*unclear*. The recommendation says only what the measurements support: the largest size whose
+every doubling clearly scaled, and where the first doubling that did not is unclear, its double
+too ("64, or 128 within the noise"). Memory is the measured
 peak on CUDA, where running out ends the scan; on CPU, which would swap rather than fail, it
 is an estimate (parameters, gradients, optimizer state, activations saved for backward and the
 batch) checked against ``--max-memory``.
@@ -24,10 +35,11 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -51,15 +63,42 @@ if TYPE_CHECKING:
 UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 CPU_DEFAULT_CAP_FRACTION = 0.25  # of physical memory, when --max-memory is not given on CPU
 MIN_TIMED_SECONDS = 0.2
+MIN_ROUNDS = 3
+MAX_ROUNDS = 15
+TOLERANCE = 0.05  # a spread (interquartile range / median) this small is a stable estimate
+MAX_SPEEDUP = 2.0  # a doubling cannot honestly give more: above it is timing noise
 
 
 @dataclass
 class Row:
     batch_size: int
-    examples_per_s: float | None = None
+    examples_per_s: float | None = None  # the median of its timed runs
     memory: int | None = None  # bytes: measured peak on CUDA, estimate on CPU
     stop: str = ""  # why the scan stopped here, if it did
-    speedup: float | None = None  # examples/s over the previous (half) size's
+    speedup: float | None = None  # examples/s over the previous (half) size's: median ratio
+    samples: list[float] = field(default_factory=list)  # examples/s of each timed run
+    ratios: list[float] = field(default_factory=list)  # per-round speedups over the half size
+    flags: list[str] = field(default_factory=list)  # timing noise seen at this doubling
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        """The interquartile range of its runs' examples/s."""
+        return _quartiles(self.samples)
+
+    @property
+    def speedup_range(self) -> tuple[float, float] | None:
+        """The interquartile range of the per-round speedups (the speedup alone, if none)."""
+        if self.ratios:
+            return _quartiles(self.ratios)
+        return (self.speedup, self.speedup) if self.speedup is not None else None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    size: int | None  # the largest batch size the measurements say still scales
+    also: int | None  # its double, when the doubling to it is unclear: within the noise
+    bottleneck: int | None  # the first size whose doubling did not clearly scale
+    reason: str
 
 
 def parse_memory(text: str) -> int:
@@ -92,13 +131,16 @@ def scan_config(study: Study, overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 def scan(objective: TrainObjective, config: Mapping[str, Any], *, device: str, start: int = 8,
          max_batch_size: int | None = None, max_memory: int | None = None, steps: int = 20,
-         repeats: int = 3) -> list[Row]:
-    """Double the batch size from ``start`` until memory, the data or ``max_batch_size`` ends it."""
+         min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
+         tolerance: float = TOLERANCE) -> list[Row]:
+    """Double the batch size from ``start`` until memory, the data or ``max_batch_size`` ends
+    it (a warm-up run each), then time the feasible sizes in rounds (:func:`time_in_rounds`)."""
     cuda = torch.device(device).type == "cuda"
     data = resolve(objective.data, device)
     if not cuda and max_memory is None:
         max_memory = int(CPU_DEFAULT_CAP_FRACTION * _physical_memory())
     rows: list[Row] = []
+    timed: dict[int, int] = {}  # batch size -> steps per timed run
     size = start
     with tempfile.TemporaryDirectory(prefix="hpo-batch-scan-") as folder:
         while max_batch_size is None or size <= max_batch_size:
@@ -118,13 +160,6 @@ def scan(objective: TrainObjective, config: Mapping[str, Any], *, device: str, s
                     torch.cuda.empty_cache()
                     torch.cuda.reset_peak_memory_stats(device)
                 warm = _run(objective, _with_batch(config, size, 3), data, device, folder)
-                # Time at least MIN_TIMED_SECONDS per run: a few milliseconds of small steps
-                # would measure the machine's noise, not the batch size.
-                timed = max(steps, math.ceil(MIN_TIMED_SECONDS * warm / size))
-                run_config = _with_batch(config, size, timed)
-                row.examples_per_s = max(
-                    _run(objective, run_config, data, device, folder) for _ in range(repeats)
-                )
             except torch.OutOfMemoryError:
                 row.stop = "out of memory"
                 if cuda:
@@ -133,24 +168,133 @@ def scan(objective: TrainObjective, config: Mapping[str, Any], *, device: str, s
             if cuda:
                 row.memory = torch.cuda.max_memory_allocated(device)
                 if max_memory is not None and row.memory > max_memory:
-                    row.examples_per_s, row.stop = None, f"over the {_size(max_memory)} memory cap"
+                    row.stop = f"over the {_size(max_memory)} memory cap"
                     break
+            # Time at least MIN_TIMED_SECONDS per run: a few milliseconds of small steps would
+            # measure the machine's noise, not the batch size.
+            timed[size] = max(steps, math.ceil(MIN_TIMED_SECONDS * warm / size))
             size *= 2
-    for previous, row in zip(rows, rows[1:], strict=False):
-        if previous.examples_per_s and row.examples_per_s:
-            row.speedup = row.examples_per_s / previous.examples_per_s
+
+        def run(batch: int) -> float:
+            return _run(objective, _with_batch(config, batch, timed[batch]), data, device, folder)
+
+        try:
+            samples = time_in_rounds(run, list(timed), min_rounds=min_rounds,
+                                     max_rounds=max_rounds, tolerance=tolerance)
+        except torch.OutOfMemoryError:  # a longer run than the warm-up's: rare, but say so
+            raise HyperparameterError(
+                "out of memory in a timed run although its warm-up fitted; lower "
+                "--max-batch-size") from None
+    for row in rows:
+        row.samples = samples.get(row.batch_size, [])
+        if row.samples:
+            row.examples_per_s = statistics.median(row.samples)
+    judge(rows)
     return rows
+
+
+def time_in_rounds(run: Callable[[int], float], sizes: list[int], *,
+                   min_rounds: int = MIN_ROUNDS, max_rounds: int = MAX_ROUNDS,
+                   tolerance: float = TOLERANCE) -> dict[int, list[float]]:
+    """examples/s of every size, one run per size per round, in alternating order (a load
+    that changes over the scan then hits small and large sizes alike), until every size's and
+    every doubling's spread is within ``tolerance``, or ``max_rounds``."""
+    samples: dict[int, list[float]] = {size: [] for size in sizes}
+    for r in range(max_rounds):
+        for size in sizes if r % 2 == 0 else sizes[::-1]:
+            samples[size].append(run(size))
+        if r + 1 >= min_rounds and _stable(samples, sizes, tolerance):
+            break
+    return samples
+
+
+def _stable(samples: dict[int, list[float]], sizes: list[int], tolerance: float) -> bool:
+    spreads = [_relative_spread(samples[s]) for s in sizes]
+    spreads += [_relative_spread(_ratios(samples[a], samples[b]))
+                for a, b in zip(sizes, sizes[1:], strict=False)]
+    return all(x <= tolerance for x in spreads)
+
+
+def judge(rows: list[Row]) -> None:
+    """Each doubling's speedup (the median per-round ratio) and its noise flags."""
+    for previous, row in zip(rows, rows[1:], strict=False):
+        if not (previous.examples_per_s and row.examples_per_s):
+            continue
+        row.ratios = _ratios(previous.samples, row.samples)
+        row.speedup = (statistics.median(row.ratios) if row.ratios
+                       else row.examples_per_s / previous.examples_per_s)
+        row.flags = []
+        if row.speedup > MAX_SPEEDUP:
+            row.flags.append(f"noise: {row.speedup:.2f}x is more than a doubling can give")
+        a, b = previous.spread, row.spread
+        if a is not None and b is not None and b[0] <= a[1] and a[0] <= b[1]:
+            row.flags.append(f"noise: its spread overlaps {previous.batch_size}'s")
+
+
+def recommendation(rows: list[Row], min_speedup: float) -> Recommendation:
+    """What the measurements support: the largest size up to which every doubling clearly
+    scaled (its whole speedup spread at or above ``min_speedup``), and, when doublings after it
+    were unclear (their spread straddles it), every size up to the first doubling that was
+    clearly below it, "within the noise"."""
+    measured = [r for r in rows if r.examples_per_s]
+    if not measured:
+        return Recommendation(None, None, None, "no batch size could be measured")
+    doublings = list(zip(measured, measured[1:], strict=False))
+    clear = measured[0]
+    for row in measured[1:]:
+        if (row.speedup_range or (0.0, 0.0))[0] < min_speedup:
+            break
+        clear = row
+    below = next(((previous, row) for previous, row in doublings
+                  if (row.speedup_range or (math.inf, math.inf))[1] < min_speedup), None)
+    top = below[0] if below else measured[-1]
+    if below is None:
+        why = "the largest that fits, and every doubling up to it scaled"
+    else:
+        low, high = below[1].speedup_range or (0.0, 0.0)
+        why = (f"doubling it to {below[1].batch_size} gave only {below[1].speedup:.2f}x the "
+               f"examples/s (spread {low:.2f}-{high:.2f}x, all < {min_speedup:g}x): a bottleneck "
+               "other than the batch")
+    bottleneck = below[1].batch_size if below else None
+    if top.batch_size == clear.batch_size:
+        return Recommendation(clear.batch_size, None, bottleneck, why)
+    unclear = [row for row in measured if clear.batch_size < row.batch_size <= top.batch_size
+               and (row.speedup_range or (0.0, 0.0))[0] < min_speedup]
+    spreads = ", ".join(f"{r.batch_size}: {r.speedup_range[0]:.2f}-{r.speedup_range[1]:.2f}x"
+                        for r in unclear if r.speedup_range)
+    scaled = (f"every doubling up to {clear.batch_size} scaled" if clear is not measured[0]
+              else "no doubling was clear of the noise")
+    return Recommendation(clear.batch_size, top.batch_size, bottleneck, (
+        f"{scaled}; the speedup's spread straddles {min_speedup:g}x at {spreads}"
+        + (f"; {why}" if below else f"; {top.batch_size} is the largest that fits")))
 
 
 def recommend(rows: list[Row], min_speedup: float) -> tuple[int | None, int | None]:
     """(the largest batch size that still scales, the first size where doubling did not)."""
-    measured = [r for r in rows if r.examples_per_s]
-    if not measured:
-        return None, None
-    for previous, row in zip(measured, measured[1:], strict=False):
-        if row.speedup is not None and row.speedup < min_speedup:
-            return previous.batch_size, row.batch_size
-    return measured[-1].batch_size, None
+    r = recommendation(rows, min_speedup)
+    return r.size, r.bottleneck
+
+
+def _ratios(low: list[float], high: list[float]) -> list[float]:
+    """Per-round speedups: run i of the larger size over run i of the smaller."""
+    return [b / a for a, b in zip(low, high, strict=False) if a > 0]
+
+
+def _quartiles(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def _relative_spread(values: list[float]) -> float:
+    quartiles = _quartiles(values)
+    if quartiles is None or len(values) < 2:
+        return math.inf
+    middle = statistics.median(values)
+    return (quartiles[1] - quartiles[0]) / middle if middle else math.inf
 
 
 def _run(objective: TrainObjective, config: Mapping[str, Any], data: Data, device: str,
@@ -200,18 +344,31 @@ def estimate_memory(objective: TrainObjective, config: Mapping[str, Any], data: 
 # --- output -------------------------------------------------------------------------------
 
 
-def table(rows: list[Row], *, cuda: bool, bottleneck: int | None, min_speedup: float) -> str:
+def table(rows: list[Row], *, cuda: bool, advice: Recommendation, min_speedup: float) -> str:
+    """The scan as a table. A measured row's note gives its spread (the interquartile range of
+    its runs, as a share of the median, and how many runs), then the doubling's speedup spread
+    and whatever the recommendation or the noise rule says about it."""
     header = ["batch size", "examples/s", "vs half", "memory (peak)" if cuda else "memory (est.)",
               "note"]
     body = []
     for r in rows:
-        note = r.stop
-        if r.batch_size == bottleneck:
-            note = f"bottleneck: doubling gave {r.speedup:.2f}x < {min_speedup:g}x"
+        parts = [r.stop] if r.stop else []
+        if r.samples and r.examples_per_s:
+            low, high = r.spread or (r.examples_per_s, r.examples_per_s)
+            parts.append(f"+-{50 * (high - low) / r.examples_per_s:.0f}% over {len(r.samples)} "
+                         "runs")
+        speedups = r.speedup_range if r.ratios else None
+        if speedups is not None:
+            parts.append(f"doubling {speedups[0]:.2f}-{speedups[1]:.2f}x")
+        if r.batch_size == advice.bottleneck:
+            parts.append(f"bottleneck: below {min_speedup:g}x")
+        elif speedups is not None and speedups[0] < min_speedup <= speedups[1]:
+            parts.append(f"unclear: straddles {min_speedup:g}x")
+        parts += r.flags
         body.append([str(r.batch_size),
                      f"{r.examples_per_s:,.0f}" if r.examples_per_s else "-",
                      f"{r.speedup:.2f}x" if r.speedup else "-",
-                     _size(r.memory) if r.memory is not None else "-", note])
+                     _size(r.memory) if r.memory is not None else "-", "; ".join(parts)])
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(header)]
     lines = []
     for row in [header, ["-" * w for w in widths], *body]:
@@ -221,7 +378,8 @@ def table(rows: list[Row], *, cuda: bool, bottleneck: int | None, min_speedup: f
     return "\n".join(lines)
 
 
-def write_svg(rows: list[Row], path: Path, *, recommended: int | None, title: str) -> None:
+def write_svg(rows: list[Row], path: Path, *, recommended: int | None, title: str,
+              also: int | None = None) -> None:
     """Throughput against batch size (log2 axis), with perfect doubling dashed for reference."""
     points = [(r.batch_size, r.examples_per_s) for r in rows if r.examples_per_s]
     if not points:
@@ -252,15 +410,22 @@ def write_svg(rows: list[Row], path: Path, *, recommended: int | None, title: st
              f'text-anchor="middle">examples/s</text>',
              line(ideal, 'stroke="gray" stroke-dasharray="6 4"'),
              line(points, 'stroke="steelblue" stroke-width="2"')]
+    spreads = {r.batch_size: r.spread for r in rows if r.examples_per_s and r.spread}
     for b, t in points:
         x, y = xy(b, t)
-        color = "darkorange" if b == recommended else "steelblue"
-        radius = 6 if b == recommended else 4
+        if b in spreads:  # the interquartile range of its runs
+            low, high = spreads[b]
+            parts.append(f'<line x1="{x}" y1="{xy(b, low)[1]}" x2="{x}" y2="{xy(b, high)[1]}" '
+                         'stroke="gray" stroke-width="2"/>')
+        chosen = b == recommended or b == also
+        color = "darkorange" if chosen else "steelblue"
+        radius = 6 if chosen else 4
         parts.append(f'<circle cx="{x}" cy="{y}" r="{radius}" fill="{color}"/>')
         parts.append(f'<text x="{x}" y="{h - pad + 16}" text-anchor="middle">{b}</text>')
         parts.append(f'<text x="{x}" y="{y - 10}" text-anchor="middle">{t:,.0f}</text>')
     parts.append(f'<text x="{w - pad}" y="{pad - 8}" text-anchor="end" fill="gray">dashed: '
-                 f'throughput doubling with the batch size; orange: recommended</text>')
+                 f'throughput doubling with the batch size; orange: recommended; bars: '
+                 f'spread of the runs</text>')
     parts.append("</svg>")
     path.write_text("\n".join(parts) + "\n")
 
@@ -302,24 +467,27 @@ def run(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cuda = torch.device(device).type == "cuda"
     print(f"hpo batch-scan: study {study.name!r}, {_describe(config)}, on {device}; "
-          f"timing at least {args.steps} steps and {MIN_TIMED_SECONDS:g} s per size, best of 3",
-          file=sys.stderr)
+          f"timing at least {args.steps} steps and {MIN_TIMED_SECONDS:g} s per run, every size "
+          f"once a round, {MIN_ROUNDS} to {MAX_ROUNDS} rounds until each spread is within "
+          f"{TOLERANCE:.0%}", file=sys.stderr)
     rows = scan(study.objective, config, device=device, start=args.start,
                 max_batch_size=args.max_batch_size, max_memory=cap, steps=args.steps)
-    recommended, bottleneck = recommend(rows, args.min_speedup)
-    print(table(rows, cuda=cuda, bottleneck=bottleneck, min_speedup=args.min_speedup))
+    advice = recommendation(rows, args.min_speedup)
+    recommended = advice.size
+    print(table(rows, cuda=cuda, advice=advice, min_speedup=args.min_speedup))
     print()
     if recommended is None:
         print("no batch size could be measured; lower --start or raise --max-memory")
         return 1
-    why = (f"doubling it to {bottleneck} gave only {_speedup(rows, bottleneck):.2f}x the "
-           f"examples/s (< {args.min_speedup:g}x): a bottleneck other than the batch"
-           if bottleneck else "the largest that fits, and every doubling up to it scaled")
-    print(f"recommendation: batch_size={recommended}, {why}")
+    size: int | str = recommended
+    if advice.also:
+        up_to = "" if advice.also == 2 * recommended else "up to "
+        size = f"{recommended}, or {up_to}{advice.also} within the noise"
+    print(f"recommendation: batch_size={size}, {advice.reason}")
     print(f"(study uses batch_size={config.get('batch_size')!r}; the playbook: changing the "
           "batch size requires re-tuning most hyperparameters)")
     if args.plot:
-        write_svg(rows, args.plot, recommended=recommended,
+        write_svg(rows, args.plot, recommended=recommended, also=advice.also,
                   title=f"{study.name}: training throughput by batch size on {device}")
         print(f"plot: {args.plot}")
     return 0
@@ -352,10 +520,6 @@ def _direction(settings: TrainSettings) -> Literal["minimize", "maximize"]:
 def _describe(config: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in config.items() if k not in ("batch_size",))
-
-
-def _speedup(rows: list[Row], size: int | None) -> float:
-    return next(r.speedup for r in rows if r.batch_size == size and r.speedup)
 
 
 def _bytes(t: torch.Tensor) -> int:

@@ -20,6 +20,7 @@ from hpo import (
     nuisance,
     scientific,
 )
+from hpo.counts import failed_of
 from hpo.tables import kinds_line
 from hpo.tally import Counts, failed_slots, tally
 from hpo.worker import _not_a_number
@@ -70,9 +71,9 @@ def test_counts_keep_infeasible_apart_from_failed_and_list_the_failed_trials():
     assert adam.counts == Counts(diverged=1, error=2)
     assert (adam.counts.infeasible, adam.counts.failed, adam.counts.fail) == (1, 2, 3)
     assert [s.final.number for s in failed_slots((sgd, adam))] == [3, 4, 5]
-    assert kinds_line((sgd, adam)) == ("infeasible: 1 diverged, 1 oom; "
+    assert kinds_line(failed_of((sgd, adam))) == ("infeasible: 1 diverged, 1 oom; "
                                        "failed: 2 error (#3, #5), 1 timeout (#4)")
-    assert kinds_line(tally(_definition(), [_trial(0)])) is None
+    assert kinds_line(failed_of(tally(_definition(), [_trial(0)]))) is None
 
 
 # --- a metric is a real number -------------------------------------------------------------

@@ -148,3 +148,13 @@ def test_discrete_nuisance_values_stay_legal(dist):
     assert values <= legal
     # 30 quasi-random points reach every value of a small set, and many of a large one.
     assert values == legal if len(legal) <= 4 else len(values) >= 15
+
+
+def test_a_layout_draws_its_points_together_and_gets_the_same_ones():
+    definition = make_study(seed=3)
+    sampler = PlaybookSampler(definition.space, seed=3)
+    # Consecutive runs, a gap, a lone slot far away, out of order and repeated.
+    slots = [*range(40), *range(57, 90), 1000, 5, 41]
+    assert sampler.planned_many(slots) == [sampler.planned(s) for s in slots]
+    exploit = PlaybookSampler(definition.space, phase="exploit", seed=3)
+    assert exploit.planned_many([0, 1]) == [None, None]

@@ -27,6 +27,7 @@ from hpo import (
     scientific,
     uniform,
 )
+from hpo.pruners import PerValuePruner
 from hpo.space import Hyperparameter, Space
 
 
@@ -399,8 +400,9 @@ def test_study_accepts_valid_fields():
     pruner = optuna.pruners.MedianPruner()
     study = make_study(direction="maximize", phase="exploit", seed=7, pruner=pruner,
                        trials_per_value=1)
-    assert (study.direction, study.phase, study.seed, study.pruner) == (
-        "maximize", "exploit", 7, pruner)
+    assert (study.direction, study.phase, study.seed) == ("maximize", "exploit", 7)
+    # A plain Optuna pruner is applied within each scientific value (hpo.pruners).
+    assert isinstance(study.pruner, PerValuePruner) and "MedianPruner" in repr(study.pruner)
     assert study.budget == 2
 
 
