@@ -274,13 +274,16 @@ class QueueStatements:
         import sqlalchemy
 
         text = sqlalchemy.text
+        wanted: Sequence[int] = range(budget) if slots is None else sorted(set(slots))
         with self.engine.connect() as conn:
             # Laid out already (every worker but the first finds it so): a count on the
             # slots' primary key, no lock, nothing read slot by slot.
+            which = "slot < :b" if slots is None else "slot = ANY(:wanted)"
             laid = conn.execute(text(
-                "SELECT count(*) FROM hpo_slots WHERE study_id = :s AND attempt = 0"
-                " AND slot < :b"), {"s": study_id, "b": budget}).scalar_one()
-        if laid >= budget:
+                f"SELECT count(*) FROM hpo_slots WHERE study_id = :s AND attempt = 0 AND {which}"),
+                {"s": study_id, "b": budget, "wanted": [] if slots is None else wanted}
+            ).scalar_one()
+        if laid >= len(wanted):
             return 0
         with self.engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(study_id)})
@@ -289,12 +292,10 @@ class QueueStatements:
             conn.execute(text(_ADOPT), {"s": study_id, "slot_key": attrs.SLOT,
                                         "rerun_key": attrs.SEED_RERUN_OF})
             if slots is None:
-                wanted: Sequence[int] = range(budget)
                 have = set(conn.execute(text(
                     "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 "
                     "AND slot < :b"), {"s": study_id, "b": budget}).scalars())
             else:
-                wanted = sorted(set(slots))
                 have = set(conn.execute(text(
                     "SELECT slot FROM hpo_slots WHERE study_id = :s AND attempt = 0 "
                     "AND slot = ANY(:wanted)"), {"s": study_id, "wanted": wanted}).scalars())
