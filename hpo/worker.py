@@ -111,8 +111,9 @@ def run_worker(
             trial = queue.claim(total, provenance)
             if trial is None:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-                if finished(study, total):
-                    return ran
+                with reaping.busy:  # not halfway through a retry of this worker's reaper
+                    if finished(study, total):
+                        return ran
                 time.sleep(poll_seconds)  # a retry may be all that is left: wait for it
                 continue
             try:
@@ -211,6 +212,9 @@ class _Reaping:
     def __init__(self, reaper: Any):
         self._reaper = reaper
         self._stop = threading.Event()
+        # Held while a look fails a dead trial and queues its retry: between the two its
+        # slot looks done, and the main thread must not decide then that the study is.
+        self.busy = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="hpo-reaper", daemon=True)
         self._thread.start()
 
@@ -219,7 +223,8 @@ class _Reaping:
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         while True:
             try:
-                self._reaper.reap()
+                with self.busy:
+                    self._reaper.reap()
             except Exception as e:  # noqa: BLE001 - a failed look is retried; never fatal
                 log.warning("reaper: could not look at the study's trials: %s", e)
             if self._stop.wait(self._reaper.interval):
