@@ -118,7 +118,9 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -568,26 +570,44 @@ HPO_STRATEGIES = (HPO, HPO_PRUNED, UNTIL_HPO, UNTIL_PRUNED)  # the goals are abo
 # --- running and printing ---------------------------------------------------------------------
 
 
-def evaluate(reps: int, budgets: list[int], strategies: list[str]) -> dict:
-    """{(scenario name, strategy): {budget or UNTIL: [Outcome per repetition]}}."""
-    outcomes: dict = {}
-    names = list(FIXED) + list(UNTIL_DECIDED)
-    for s_index, scenario in enumerate(SCENARIOS):
-        for name in strategies:
-            started = time.monotonic()
-            cell: dict = {}
-            for rep in range(reps):
-                # Its own noise stream per (scenario, strategy, repetition): reproducible.
-                rng = np.random.default_rng([rep, names.index(name), s_index])
-                if name in UNTIL_DECIDED:
-                    cell.setdefault(UNTIL, []).append(UNTIL_DECIDED[name](rep, scenario, rng))
-                else:
-                    for b, outcome in FIXED[name](rep, budgets, scenario, rng).items():
-                        cell.setdefault(b, []).append(outcome)
-            outcomes[(scenario.name, name)] = cell
-            print(f"  {scenario.name:22} {name:38} {time.monotonic() - started:7.1f}s",
-                  file=sys.stderr, flush=True)
-    return outcomes
+def evaluate(reps: int, budgets: list[int], strategies: list[str], jobs: int = 1) -> dict:
+    """{(scenario name, strategy): {budget or UNTIL: [Outcome per repetition]}}; the cells
+    run in ``jobs`` processes (each cell's noise streams are its own, so the result does not
+    depend on how many)."""
+    cells = [(s_index, name) for s_index in range(len(SCENARIOS)) for name in strategies]
+    work = partial(_cell, reps, budgets)
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            done = list(pool.map(work, cells))
+    else:
+        done = [work(c) for c in cells]
+    return {(SCENARIOS[s_index].name, name): cell
+            for (s_index, name), cell in zip(cells, done, strict=True)}
+
+
+def _cell(reps: int, budgets: list[int], which: tuple[int, str]) -> dict:
+    s_index, name = which
+    _quiet()
+    scenario, names = SCENARIOS[s_index], list(FIXED) + list(UNTIL_DECIDED)
+    started = time.monotonic()
+    cell: dict = {}
+    for rep in range(reps):
+        # Its own noise stream per (scenario, strategy, repetition): reproducible.
+        rng = np.random.default_rng([rep, names.index(name), s_index])
+        if name in UNTIL_DECIDED:
+            cell.setdefault(UNTIL, []).append(UNTIL_DECIDED[name](rep, scenario, rng))
+        else:
+            for b, outcome in FIXED[name](rep, budgets, scenario, rng).items():
+                cell.setdefault(b, []).append(outcome)
+    print(f"  {scenario.name:22} {name:38} {time.monotonic() - started:7.1f}s",
+          file=sys.stderr, flush=True)
+    return cell
+
+
+def _quiet() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*QMCSampler.*|.*balance properties.*")
 
 
 def percent(outcomes: list[Outcome], predicate: Callable[[str | None], bool]) -> float:
@@ -705,6 +725,8 @@ def main() -> int:
     parser.add_argument("--strategies", nargs="+", metavar="NAME",
                         help="only these (default: all)")
     parser.add_argument("--quick", action="store_true", help="4 repetitions, budgets 4 and 16")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="processes (default: one per CPU)")
     args = parser.parse_args()
     if args.quick:
         args.reps, args.budgets = 4, [4, 16]
@@ -712,17 +734,14 @@ def main() -> int:
     unknown = [s for s in strategies if s not in FIXED and s not in UNTIL_DECIDED]
     if unknown:
         parser.error(f"unknown strategies {unknown}; known: {[*FIXED, *UNTIL_DECIDED]}")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    warnings.filterwarnings("ignore", message=".*QMCSampler.*|.*balance properties.*")
-
+    _quiet()
     started = time.monotonic()
     print(f"decision benchmark, {datetime.date.today().isoformat()}, {platform.node()} "
           f"({platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}), "
           f"python {platform.python_version()}, optuna {optuna.__version__}: "
           f"{args.reps} repetitions per cell, seed noise std {NOISE_STD}, {RERUNS} seed re-runs "
           f"per value for hpo, --until-decided capped at {MAX_PER_VALUE} trials per value")
-    outcomes = evaluate(args.reps, args.budgets, strategies)
+    outcomes = evaluate(args.reps, args.budgets, strategies, max(1, args.jobs))
     print()
     for problem in (TWO, THREE, OUTLIERS):
         for line in table(outcomes, [*args.budgets, UNTIL], strategies, problem):
