@@ -20,9 +20,10 @@ interquartile range, relative) is within ``TOLERANCE`` or ``MAX_ROUNDS`` are don
 Timing noise is named, not hidden: a doubling that gave more than 2x (the throughput of a fixed
 per-step cost plus per-example work can at most double) or whose two sizes' spreads overlap is
 flagged as noise, and a doubling whose speedup's spread straddles ``--min-speedup`` is
-*unclear*. The recommendation says only what the measurements support: the largest size whose
-every doubling clearly scaled, and where the first doubling that did not is unclear, its double
-too ("64, or 128 within the noise"). Memory is the measured
+*unclear*. The recommendation rests on the medians (the estimates that settle as rounds are
+added, where a spread's end moves with every outlier run): the largest size whose every
+doubling scaled; where the first doubling that did not has a spread reaching the threshold,
+its double is named too ("64, or 128 within the noise"). Memory is the measured
 peak on CUDA, where running out ends the scan; on CPU, which would swap rather than fail, it
 is an estimate (parameters, gradients, optimizer state, activations saved for backward and the
 batch) checked against ``--max-memory``.
@@ -232,41 +233,42 @@ def judge(rows: list[Row]) -> None:
 
 
 def recommendation(rows: list[Row], min_speedup: float) -> Recommendation:
-    """What the measurements support: the largest size up to which every doubling clearly
-    scaled (its whole speedup spread at or above ``min_speedup``), and, when doublings after it
-    were unclear (their spread straddles it), every size up to the first doubling that was
-    clearly below it, "within the noise"."""
+    """What the measurements support: the largest size up to which every doubling scaled (its
+    median speedup at or above ``min_speedup``) and the first that did not (the bottleneck).
+    The decision rests on the medians, the estimates that settle as rounds are added; the
+    spreads say how sure it is: when the first doubling below ``min_speedup`` has a spread that
+    reaches it, its size is "within the noise" too, and a scaling doubling whose spread dips
+    below it is named in the reason."""
     measured = [r for r in rows if r.examples_per_s]
     if not measured:
         return Recommendation(None, None, None, "no batch size could be measured")
-    doublings = list(zip(measured, measured[1:], strict=False))
     clear = measured[0]
+    below: Row | None = None
     for row in measured[1:]:
-        if (row.speedup_range or (0.0, 0.0))[0] < min_speedup:
+        if (row.speedup or 0.0) < min_speedup:
+            below = row
             break
         clear = row
-    below = next(((previous, row) for previous, row in doublings
-                  if (row.speedup_range or (math.inf, math.inf))[1] < min_speedup), None)
-    top = below[0] if below else measured[-1]
     if below is None:
         why = "the largest that fits, and every doubling up to it scaled"
     else:
-        low, high = below[1].speedup_range or (0.0, 0.0)
-        why = (f"doubling it to {below[1].batch_size} gave only {below[1].speedup:.2f}x the "
-               f"examples/s (spread {low:.2f}-{high:.2f}x, all < {min_speedup:g}x): a bottleneck "
+        low, high = below.speedup_range or (0.0, 0.0)
+        # Two decimals, or three where two would round up to the threshold itself.
+        shown = (f"{below.speedup:.2f}" if round(below.speedup or 0.0, 2) < min_speedup
+                 else f"{below.speedup:.3f}")
+        why = (f"doubling it to {below.batch_size} gave only {shown}x the "
+               f"examples/s (spread {low:.2f}-{high:.2f}x, < {min_speedup:g}x): a bottleneck "
                "other than the batch")
-    bottleneck = below[1].batch_size if below else None
-    if top.batch_size == clear.batch_size:
-        return Recommendation(clear.batch_size, None, bottleneck, why)
-    unclear = [row for row in measured if clear.batch_size < row.batch_size <= top.batch_size
-               and (row.speedup_range or (0.0, 0.0))[0] < min_speedup]
-    spreads = ", ".join(f"{r.batch_size}: {r.speedup_range[0]:.2f}-{r.speedup_range[1]:.2f}x"
-                        for r in unclear if r.speedup_range)
-    scaled = (f"every doubling up to {clear.batch_size} scaled" if clear is not measured[0]
-              else "no doubling was clear of the noise")
-    return Recommendation(clear.batch_size, top.batch_size, bottleneck, (
-        f"{scaled}; the speedup's spread straddles {min_speedup:g}x at {spreads}"
-        + (f"; {why}" if below else f"; {top.batch_size} is the largest that fits")))
+    straddle = [r for r in measured if r.batch_size <= clear.batch_size and r.speedup_range
+                and r.speedup_range[0] < min_speedup]
+    if straddle:
+        why += "; " + ", ".join(
+            f"the doubling to {r.batch_size} scaled {r.speedup:.2f}x, its spread "
+            f"{r.speedup_range[0]:.2f}-{r.speedup_range[1]:.2f}x" for r in straddle
+            if r.speedup_range) + f" straddles {min_speedup:g}x"
+    also = (below.batch_size if below is not None and below.speedup_range
+            and below.speedup_range[1] >= min_speedup else None)
+    return Recommendation(clear.batch_size, also, below.batch_size if below else None, why)
 
 
 def recommend(rows: list[Row], min_speedup: float) -> tuple[int | None, int | None]:

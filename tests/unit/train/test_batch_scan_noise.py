@@ -15,9 +15,9 @@ from hpo.train.batch_scan import (
 )
 
 SIZES = [8, 16, 32, 64, 128, 256]
-# A machine's throughput by batch size: doubling scales to 64 (1.9-2x), 64 -> 128 gives 1.7x
-# (right at the rule's threshold), 128 -> 256 gives 1.3x (a bottleneck).
-TRUE = {8: 1000.0, 16: 1950.0, 32: 3800.0, 64: 7300.0, 128: 12410.0, 256: 16130.0}
+# A machine's throughput by batch size: doubling scales to 64 (1.9-2x), 64 -> 128 gives 1.66x
+# (just below the rule's 1.7x, as this machine's digits MLP does), 128 -> 256 gives 1.3x.
+TRUE = {8: 1000.0, 16: 1950.0, 32: 3800.0, 64: 7300.0, 128: 12118.0, 256: 15753.0}
 
 
 class Machine:
@@ -61,15 +61,29 @@ def test_a_doubling_above_2x_or_with_overlapping_spreads_is_flagged_as_noise():
 
 
 def test_an_unclear_doubling_is_recommended_as_within_the_noise():
-    # Per-round speedups 64 -> 128 of 1.6-1.8x straddle 1.7x; 128 -> 256 is clearly below.
+    # Per-round speedups 64 -> 128 of 1.6-1.8x: a median of 1.65x, below 1.7x, but a spread
+    # that reaches it; 128 -> 256 is clearly below.
     samples = {8: [100.0] * 5, 16: [195.0] * 5, 32: [380.0] * 5, 64: [730.0] * 5,
-               128: [730 * r for r in (1.6, 1.65, 1.7, 1.75, 1.8)],
-               256: [730 * r * 1.3 for r in (1.6, 1.65, 1.7, 1.75, 1.8)]}
+               128: [730 * r for r in (1.6, 1.62, 1.65, 1.72, 1.8)],
+               256: [730 * r * 1.3 for r in (1.6, 1.62, 1.65, 1.72, 1.8)]}
     advice = recommendation(_rows(samples), 1.7)
-    assert (advice.size, advice.also, advice.bottleneck) == (64, 128, 256)
-    assert "every doubling up to 64 scaled" in advice.reason
-    assert "straddles 1.7x at 128: 1.65-1.75x" in advice.reason
-    assert "doubling it to 256 gave only 1.30x" in advice.reason
+    assert (advice.size, advice.also, advice.bottleneck) == (64, 128, 128)
+    assert "doubling it to 128 gave only 1.65x the examples/s (spread 1.62-1.72x" in advice.reason
+
+
+def test_a_scaling_doubling_whose_spread_dips_below_is_named_but_does_not_move_the_answer():
+    samples = {8: [100.0] * 5, 16: [190.0] * 5,
+               32: [190 * r for r in (1.66, 1.74, 1.8, 1.86, 1.9)],  # median 1.8x
+               64: [190 * r * 1.3 for r in (1.66, 1.74, 1.8, 1.86, 1.9)]}
+    advice = recommendation(_rows(samples), 1.7)
+    assert (advice.size, advice.also, advice.bottleneck) == (32, None, 64)
+    assert "the doubling to 32 scaled 1.80x, its spread 1.74-1.86x" not in advice.reason
+    samples[32] = [190 * r for r in (1.6, 1.66, 1.8, 1.86, 1.9)]
+    samples[64] = [x * 1.3 for x in samples[32]]
+    advice = recommendation(_rows(samples), 1.7)
+    assert (advice.size, advice.bottleneck) == (32, 64)
+    assert "the doubling to 32 scaled 1.80x, its spread 1.66-1.86x straddles 1.7x" \
+        in advice.reason
 
 
 def test_clear_timings_give_one_size():
@@ -82,10 +96,11 @@ def test_clear_timings_give_one_size():
 
 def test_the_same_recommendation_from_five_noisy_machines():
     # 3% timing noise and a load that slows whole rounds by up to 20%: what an idle machine's
-    # background does. Five scans, five seeds: one answer.
+    # background does. Five scans, five seeds: one answer, although the doubling to 128 is
+    # only 0.04x below the threshold.
     answers = set()
     for seed in range(5):
         machine = Machine(seed)
         advice = recommendation(_rows(time_in_rounds(machine.run, SIZES)), 1.7)
-        answers.add((advice.size, advice.also))
+        answers.add((advice.size, advice.bottleneck))
     assert answers == {(64, 128)}, answers
