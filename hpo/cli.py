@@ -308,6 +308,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
         options = ["--max-errors", str(args.max_errors)]
         if args.trial_timeout:
             options += ["--trial-timeout", repr(args.trial_timeout)]
+        _warn_headroom(url, len(members) + 1)  # the controller holds one too
         return run_until_decided(definition, url, str(args.study_file), members,
                                  args.max_trials, options)
     budget = args.trials or definition.budget
@@ -322,6 +323,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
     options = ["--max-errors", str(args.max_errors)]
     if args.trial_timeout:
         options += ["--trial-timeout", repr(args.trial_timeout)]
+    _warn_headroom(url, len(members))
     fleet = Fleet(args.study_file, url, budget, members, options=options, definition=definition)
     try:
         done = fleet.run(study)
@@ -343,6 +345,14 @@ def _run(args: argparse.Namespace, url: str) -> int:
               "(see their errors above)", file=sys.stderr)
         return EXIT_FAILURE
     return _failed_slots_exit(definition, study, budget, args, url)
+
+
+def _warn_headroom(url: str, workers: int) -> None:
+    from hpo.store.capacity import headroom_warning
+
+    warning = headroom_warning(url, workers)
+    if warning:
+        print(f"hpo: warning: {warning}", file=sys.stderr)
 
 
 def _failed_slots_exit(definition: Study, study: optuna.Study, budget: int,
