@@ -54,15 +54,20 @@ ignore_startup_parameters = extra_float_digits,options
         self._process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self._process = subprocess.Popen([*self._as, PGBOUNCER, str(self.dir / "pgbouncer.ini")],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: PgBouncer, not daemonized, also writes every line to stderr,
+        # and a pipe nobody reads fills up after a few hundred logins and blocks it for good.
+        self._stderr = self.dir / "stderr.txt"
+        with self._stderr.open("wb") as stderr:
+            self._process = subprocess.Popen(
+                [*self._as, PGBOUNCER, str(self.dir / "pgbouncer.ini")],
+                stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
                     return
             if self._process.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited: {self._process.stderr.read()!r}")
+                raise RuntimeError(f"pgbouncer exited: {self._stderr.read_text()!r}")
             time.sleep(0.1)
         raise RuntimeError("pgbouncer did not start listening")
 

@@ -142,10 +142,10 @@ def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
                 storage = ReconnectingRDBStorage(
                     sqlalchemy_url(url),
                     # One connection per process, shared by its threads (the trial loop,
-                    # heartbeats, the reaper) one statement at a time: a fleet needs about
-                    # as many connections as it has processes. The one overflow is for
-                    # Optuna, which opens a second connection inside a session at start-up
-                    # (its schema version check); it is closed as soon as it is returned.
+                    # heartbeats, the reaper): a fleet needs about as many connections as it
+                    # has processes. The one overflow lets two threads' statements overlap;
+                    # no transaction of hpo's waits for a second connection, so behind
+                    # PgBouncer a pool smaller than the fleet cannot deadlock.
                     # pre_ping replaces a connection the server dropped (restart, timeout).
                     engine_kwargs={"pool_pre_ping": True, "pool_size": 1, "max_overflow": 1,
                                    "pool_timeout": 120,
@@ -153,6 +153,11 @@ def _postgresql(url: str, *, read_only: bool) -> BaseStorage:
                     heartbeat_interval=env.heartbeat_interval(),
                     grace_period=env.heartbeat_grace(),
                     skip_table_creation=read_only,
+                    # Optuna's own schema check holds a transaction open while it opens a
+                    # second connection (seen: 16 workers through 4 PgBouncer server
+                    # connections, each holding one and waiting for another, for good).
+                    # check_schema below checks the same on one connection.
+                    skip_compatibility_check=True,
                 )
                 check_schema(storage, redact(url))
                 if not read_only:
