@@ -301,3 +301,47 @@ def test_supervisor_gives_up_on_a_worker_that_crashes_at_start_and_others_finish
     study = optuna.load_study(study_name="synthetic-v1", storage=open_storage(str(journal)))
     assert {t.user_attrs["gpu"] for t in study.get_trials()} == {"Good"}
     assert sum(t.state == TrialState.COMPLETE for t in study.get_trials()) == 6
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone as far as work goes (its parent, the killed supervisor, never reaped it).
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_sigkilled_supervisor_takes_its_workers_along_and_they_hand_their_trials_back(
+        tmp_path):
+    """hpo run killed with SIGKILL (the OOM killer, kill -9) cannot stop its workers itself:
+    each is told by the kernel (PR_SET_PDEATHSIG) and hands its trial back; none keeps
+    running unwatched, none is left RUNNING, and the same command then finishes the budget."""
+    study_file, storage = write_study(tmp_path, steps=200), str(tmp_path / "journal.log")
+    env = {"HPO_STORAGE": storage, "STEP_SECONDS": "0.05"}
+    fleet = start_fleet(["run", study_file, "--trials", "4", "--workers", "2"], env, tmp_path)
+    try:
+        def two_running():
+            try:
+                trials = load(storage).trials
+            except (KeyError, FileNotFoundError):
+                return None  # not created yet
+            mine = [t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values]
+            return mine if len(mine) == 2 else None
+
+        running = wait_for(two_running, what="two running trials")
+        fleet.kill()
+        fleet.wait(10)
+        pids = [t.user_attrs["worker_pid"] for t in running]
+        wait_for(lambda: not any(_alive(p) for p in pids), timeout=60,
+                 what="the workers to stop")
+    finally:
+        if fleet.poll() is None:
+            fleet.kill()
+    states = {t.number: t.state for t in load(storage).trials}
+    assert all(states[t.number] == TrialState.WAITING for t in running), states
+    assert TrialState.RUNNING not in states.values() and TrialState.FAIL not in states.values()
+    again = hpo_cli("run", study_file, "--trials", "4", "--workers", "2", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert_exact(load(storage), 4)
