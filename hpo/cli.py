@@ -412,15 +412,13 @@ def _status(args: argparse.Namespace, url: str) -> int:
 
 
 def _worker(args: argparse.Namespace, url: str) -> int:
-    from hpo.fleet import EXIT_STUDY_FAILING, follow_supervisor
+    from hpo.fleet import EXIT_STUDY_FAILING
     from hpo.store import load_stored_study
     from hpo.study_file import load_study_file
     from hpo.worker import StudyFailing, WorkerStopped, run_worker
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    if args.supervised:
-        follow_supervisor()
     definition = load_study_file(args.study_file)
     if args.procs_per_trial is not None:
         os.environ[PROCS_ENV] = str(args.procs_per_trial)  # read by hpo.env, and the ranks

@@ -48,24 +48,6 @@ STOP_SECONDS = 8.0  # then the rest are killed: SIGTERM is obeyed within 10 s, o
 EXIT_STUDY_FAILING = 3
 
 
-def follow_supervisor() -> None:
-    """In a supervised worker: be sent SIGTERM when the supervisor dies, even by SIGKILL
-    (Linux's PR_SET_PDEATHSIG). The worker then hands its trial back and exits, as on any
-    stop; without this, a killed ``hpo run`` would leave workers running that nobody watches
-    or stops. Elsewhere (not Linux) a no-op."""
-    import ctypes
-    import ctypes.util
-
-    parent = os.getppid()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the supervisor died before the request was in place
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
 class FleetStopped(HpoError):
     """The supervisor was asked to stop (SIGINT/SIGTERM)."""
 
