@@ -29,7 +29,7 @@ from hpo import env
 from hpo.errors import HpoError
 from hpo.space import SpaceError
 from hpo.store import ENV_VAR, kind
-from hpo.store.urls import sqlalchemy_url
+from hpo.store.urls import one_off_connection
 
 if TYPE_CHECKING:
     import optuna
@@ -254,18 +254,13 @@ class Fleet:
         if kind(url) != "postgresql":
             return True
         import sqlalchemy
-        from sqlalchemy.pool import NullPool
 
-        engine = sqlalchemy.create_engine(sqlalchemy_url(url), poolclass=NullPool,
-                                          connect_args={"connect_timeout": 3})
         try:
-            with engine.connect() as conn:
+            with one_off_connection(url, timeout=3) as conn:
                 conn.execute(sqlalchemy.text("SELECT 1"))
             return True
         except sqlalchemy.exc.SQLAlchemyError:
             return False
-        finally:
-            engine.dispose()
 
     def run(self, study: optuna.Study) -> bool:
         """Supervise until every seat is finished or given up; True if the budget is done."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hpo.store.urls import kind, sqlalchemy_url
+from hpo.store.urls import kind, one_off_connection, sqlalchemy_url
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,9 @@ def server_slots(url: str) -> Slots | None:
     if kind(url) != "postgresql":
         return None
     import sqlalchemy
-    from sqlalchemy.pool import NullPool
 
-    engine = sqlalchemy.create_engine(sqlalchemy_url(url), poolclass=NullPool,
-                                      connect_args={"connect_timeout": 5})
     try:
-        with engine.connect() as conn:
+        with one_off_connection(url, timeout=5) as conn:
             row = conn.execute(sqlalchemy.text(
                 "SELECT current_setting('max_connections')::int, "
                 "current_setting('superuser_reserved_connections')::int, "
@@ -44,8 +41,6 @@ def server_slots(url: str) -> Slots | None:
                 " inet_server_port()")).one()
     except sqlalchemy.exc.SQLAlchemyError:
         return None
-    finally:
-        engine.dispose()
     port = sqlalchemy.engine.make_url(sqlalchemy_url(url)).port or 5432
     if row[3] is not None and row[3] != port:
         return None  # a pooler in between: its own limits apply

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
+from typing import Any
 
 from hpo import env
 from hpo.errors import InputError
@@ -83,6 +85,22 @@ def sqlalchemy_url(url: str) -> str:
     if not sep or scheme.lower() not in ("postgres", "postgresql", "postgresql+psycopg2"):
         return url
     return "postgresql+psycopg2://" + _encode_password(rest)
+
+
+@contextlib.contextmanager
+def one_off_connection(url: str, *, timeout: float) -> Iterator[Any]:
+    """A connection of its own, outside any pool, for a single look at the server (is it
+    up, how many slots are free); closed and its engine disposed on the way out."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(sqlalchemy_url(url), poolclass=NullPool,
+                                      connect_args={"connect_timeout": timeout})
+    try:
+        with engine.connect() as conn:
+            yield conn
+    finally:
+        engine.dispose()
 
 
 def _encode_password(rest: str) -> str:
